@@ -1,0 +1,3 @@
+from sessionward.cli import main
+
+main()

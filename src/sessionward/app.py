@@ -1,0 +1,243 @@
+"""The ASGI application: routers, the envelope for every error, and the request pipeline."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import secrets
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
+from starlette.exceptions import HTTPException
+from starlette.responses import Response
+
+from sessionward import logs
+from sessionward.admin.routes import router as admin_router
+from sessionward.audit.routes import router as audit_router
+from sessionward.config import Settings, load_settings
+from sessionward.context import Context
+from sessionward.errors import AppError, ErrorCode
+from sessionward.http import JSON, failure, server_error
+from sessionward.jobs.scheduler import run_schedule
+from sessionward.sessions.routes import router as sessions_router
+from sessionward.tokens.routes import router as tokens_router
+from sessionward.users.routes import router as users_router
+
+log = logging.getLogger("sessionward")
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+MAX_BODY = 64 * 1024
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+_FORM_PATHS = {"/api/v1/auth/revoke"}
+
+REQUESTS = Counter("sessionward_http_requests_total", "HTTP requests", ["method", "route", "status"])
+LATENCY = Histogram(
+    "sessionward_http_request_duration_seconds",
+    "HTTP request latency",
+    ["route"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+)
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope["headers"]:
+        if key == name:
+            return str(value.decode("latin-1"))
+    return None
+
+
+class Pipeline:
+    """Request id, access log and metrics; the body guard (content type, 64 KiB) before any parsing."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        given = _header(scope, b"x-request-id")
+        rid = given if given and _REQUEST_ID.match(given) else secrets.token_hex(8)
+        token = logs.request_id.set(rid)
+        started = time.perf_counter()
+        status = 500
+
+        started_response = False
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status, started_response
+            if message["type"] == "http.response.start":
+                status, started_response = message["status"], True
+                message["headers"] = [*message.get("headers", []), (b"x-request-id", rid.encode())]
+            await send(message)
+
+        try:
+            rejected = _reject_body(scope)
+            if rejected is not None:
+                await failure(rejected)(scope, receive, send_with_id)
+            else:
+                await self.app(scope, _limited(receive), send_with_id)
+        except Exception as exc:  # noqa: BLE001 - the last line of defence: an envelope, never a traceback
+            # Starlette re-raises after its handler answered; the server would log the exception's
+            # text, which for a database error includes statement parameters.
+            if not started_response:
+                await server_error()(scope, receive, send_with_id)
+            log.error("request failed", extra={"exc_type": type(exc).__name__})
+        finally:
+            route = getattr(scope.get("route"), "path", "unmatched")
+            elapsed = time.perf_counter() - started
+            REQUESTS.labels(scope["method"], route, str(status)).inc()
+            LATENCY.labels(route).observe(elapsed)
+            log.info(
+                "request",
+                extra={"method": scope["method"], "path": scope["path"], "status": status, "ms": round(elapsed * 1000, 2)},
+            )
+            logs.request_id.reset(token)
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+def _limited(receive: Receive) -> Receive:
+    """Counts the bytes of a body that came without (or with a lying) Content-Length."""
+    seen = 0
+
+    async def guarded() -> Message:
+        nonlocal seen
+        message = await receive()
+        if message["type"] == "http.request":
+            seen += len(message.get("body", b""))
+            if seen > MAX_BODY:
+                raise _BodyTooLarge
+        return message
+
+    return guarded
+
+
+def _reject_body(scope: Scope) -> AppError | None:
+    if scope["method"] not in ("POST", "PUT", "PATCH", "DELETE"):
+        return None
+    length = _header(scope, b"content-length")
+    chunked = _header(scope, b"transfer-encoding") is not None
+    if length is not None and (not length.isdigit() or int(length) > MAX_BODY):
+        return AppError(ErrorCode.PAYLOAD_TOO_LARGE, "Request body is larger than 64 KiB")
+    if not chunked and (length is None or length == "0"):
+        return None
+    kind = (_header(scope, b"content-type") or "").split(";")[0].strip().lower()
+    wanted = "application/x-www-form-urlencoded" if scope["path"] in _FORM_PATHS else "application/json"
+    if kind != wanted:
+        return AppError(ErrorCode.UNSUPPORTED_MEDIA_TYPE, f"Content-Type must be {wanted}")
+    return None
+
+
+def _label(location: tuple[int | str, ...]) -> str:
+    names = [str(part) for part in location if part not in ("body", "query", "path", "header")]
+    return ".".join(names) or "body"
+
+
+def _validation_errors(exc: RequestValidationError) -> AppError:
+    errors = []
+    for error in exc.errors():
+        field = _label(tuple(error.get("loc", ())))
+        if error["type"] == "json_invalid":
+            return AppError(ErrorCode.VALIDATION, "Request body is not valid JSON", errors=[{"field": "body", "message": "Malformed JSON"}])
+        words = field.replace("_", " ").capitalize()
+        message = f"{words} is required" if error["type"] == "missing" else f"{words}: {error['msg']}"
+        errors.append({"field": field, "message": message.removesuffix(".")})
+    return AppError(ErrorCode.VALIDATION, errors[0]["message"] if errors else "Invalid request", errors=errors)
+
+
+def _install_handlers(app: FastAPI) -> None:
+    async def app_error(_: Request, exc: Exception) -> Response:
+        assert isinstance(exc, AppError)
+        if exc.status >= 500:
+            log.warning("unavailable", extra={"cause": type(exc.__cause__).__name__})
+        return failure(exc)
+
+    async def invalid(_: Request, exc: Exception) -> Response:
+        assert isinstance(exc, RequestValidationError)
+        return failure(_validation_errors(exc))
+
+    async def http_error(_: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        code = {404: ErrorCode.NOT_FOUND, 405: ErrorCode.METHOD_NOT_ALLOWED}.get(exc.status_code, ErrorCode.VALIDATION)
+        message = {404: "Not found", 405: "Method not allowed"}.get(exc.status_code, "Bad request")
+        response = failure(AppError(code, message))
+        response.status_code = exc.status_code if exc.status_code < 500 else 400
+        return response
+
+    async def crash(_: Request, exc: Exception) -> Response:
+        if isinstance(exc, _BodyTooLarge):
+            return failure(AppError(ErrorCode.PAYLOAD_TOO_LARGE, "Request body is larger than 64 KiB"))
+        log.error("unhandled error", exc_info=exc)
+        return server_error()
+
+    app.add_exception_handler(AppError, app_error)
+    app.add_exception_handler(RequestValidationError, invalid)
+    app.add_exception_handler(HTTPException, http_error)
+    app.add_exception_handler(Exception, crash)
+
+
+def create_app(ctx: Context) -> Pipeline:
+    """The service as an ASGI app: the FastAPI application inside the request pipeline."""
+    return Pipeline(_fastapi(ctx))
+
+
+def _fastapi(ctx: Context) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        job = asyncio.create_task(run_schedule(ctx)) if ctx.settings.cleanup_schedule.lower() != "off" else None
+        yield
+        if job is not None:
+            job.cancel()
+        await ctx.close()
+
+    app = FastAPI(
+        title="sessionward",
+        version="0.1.0",
+        description="Short-lived access tokens, rotating refresh tokens, per-device sessions.",
+        lifespan=lifespan,
+        docs_url="/docs",
+        redoc_url=None,
+    )
+    app.state.ctx = ctx
+    _install_handlers(app)
+    for router in (users_router, sessions_router, tokens_router, audit_router, admin_router):
+        app.include_router(router)
+    _operational_routes(app, ctx)
+    return app
+
+
+def _operational_routes(app: FastAPI, ctx: Context) -> None:
+    @app.get("/healthz", tags=["operations"])
+    async def healthz() -> JSON:
+        return JSON({"status": "ok"})
+
+    @app.get("/readyz", tags=["operations"], responses={503: {"description": "Database unreachable"}})
+    async def readyz() -> JSON:
+        if await ctx.db.ping():
+            return JSON({"status": "ok"})
+        return JSON({"status": "error", "message": "Database unreachable"}, status_code=503, headers={"Retry-After": "2"})
+
+    @app.get("/metrics", tags=["operations"], response_class=Response)
+    async def metrics() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+
+def factory(settings: Settings | None = None) -> Pipeline:
+    """What ``sessionward serve`` runs in each worker."""
+    settings = settings or load_settings()
+    logs.configure(settings.log_level)
+    return create_app(Context.build(settings))

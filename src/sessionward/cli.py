@@ -1,0 +1,166 @@
+"""``sessionward`` command line: serve, migrate, cleanup, users create, keys rotate."""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+from typing import Annotated, NoReturn
+
+import typer
+
+from sessionward.clock import Clock
+from sessionward.config import ConfigError, Settings, load_settings
+from sessionward.errors import AppError
+from sessionward.tokens.keys import KeysError, load_keys, rotate_keys
+
+app = typer.Typer(help="sessionward: refresh-token and session service.", no_args_is_help=True, add_completion=False)
+users_app = typer.Typer(help="Manage user accounts.", no_args_is_help=True)
+keys_app = typer.Typer(help="Manage signing keys.", no_args_is_help=True)
+app.add_typer(users_app, name="users")
+app.add_typer(keys_app, name="keys")
+
+
+def _fail(message: str) -> NoReturn:
+    typer.echo(f"sessionward: {message}", err=True)
+    raise typer.Exit(2)
+
+
+def _settings() -> Settings:
+    try:
+        return load_settings()
+    except ConfigError as exc:
+        _fail(str(exc))
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    workers: Annotated[int, typer.Option(min=1, help="Worker processes.")] = 1,
+) -> None:
+    """Serve the API (migrating first when AUTO_MIGRATE=true)."""
+    import uvicorn
+
+    from sessionward import logs
+    from sessionward.migrations import upgrade_sync
+
+    settings = _settings()
+    logs.configure(settings.log_level)
+    try:
+        load_keys(settings, now=Clock().now())  # once, before workers start: they must share one key
+        if settings.auto_migrate:
+            upgrade_sync(settings.database_url)
+    except (KeysError, AppError) as exc:
+        _fail(str(exc))
+    base = f"http://{host}:{port}"
+    typer.echo(f"sessionward on {base}  API {base}/api/v1/auth  docs {base}/docs  health {base}/healthz")
+    uvicorn.run(
+        "sessionward.app:factory",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        loop="uvloop",
+        http="httptools",
+        access_log=False,
+        log_config=None,
+        server_header=False,
+        proxy_headers=bool(settings.trusted_proxies),
+        forwarded_allow_ips=",".join(settings.trusted_proxies) or None,
+        timeout_graceful_shutdown=5,
+    )
+
+
+@app.command()
+def migrate() -> None:
+    """Apply pending database migrations."""
+    from sessionward.migrations import upgrade_sync
+
+    settings = _settings()
+    try:
+        upgrade_sync(settings.database_url)
+    except AppError as exc:
+        _fail(str(exc))
+    typer.echo("database is up to date")
+
+
+@app.command()
+def cleanup() -> None:
+    """Delete expired and revoked rows now (for cron); prints the count per table."""
+    from sessionward.context import Context
+    from sessionward.jobs.cleanup import cleanup as run_cleanup
+
+    settings = _settings()
+
+    def progress(table: str, done: int) -> None:
+        typer.echo(f"\r{table}: {done}", nl=False, err=True)
+
+    async def main() -> dict[str, int]:
+        ctx = Context.build(settings)
+        try:
+            return await run_cleanup(ctx, progress=progress)
+        finally:
+            await ctx.close()
+
+    try:
+        counts = asyncio.run(main())
+    except AppError as exc:
+        _fail(str(exc))
+    typer.echo("", err=True)
+    for table, count in counts.items():
+        typer.echo(f"{table}: {count}")
+
+
+@users_app.command("create")
+def users_create(
+    email: Annotated[str, typer.Option(help="The account's email.")],
+    password: Annotated[str | None, typer.Option(help="Prompted for when not given.")] = None,
+    name: Annotated[str | None, typer.Option(help="Display name.")] = None,
+    admin: Annotated[bool, typer.Option("--admin", help="Give the admin role.")] = False,
+    verified: Annotated[bool, typer.Option("--verified", help="Mark the email verified.")] = False,
+) -> None:
+    """Create a user account."""
+    from sessionward.context import Context
+    from sessionward.users import service
+    from sessionward.users.models import Role, normalise_email
+
+    settings = _settings()
+    try:
+        address = normalise_email(email)
+    except ValueError as exc:
+        _fail(str(exc))
+    if password is None:
+        password = getpass.getpass("Password: ")
+        if getpass.getpass("Repeat password: ") != password:
+            _fail("passwords do not match")
+
+    async def main() -> dict[str, object]:
+        ctx = Context.build(settings)
+        try:
+            role = Role.ADMIN if admin else Role.USER
+            return await service.create(ctx, email=address, password=password, name=name, role=role, verified=verified)
+        finally:
+            await ctx.close()
+
+    try:
+        user = asyncio.run(main())
+    except AppError as exc:
+        _fail(exc.message)
+    typer.echo(f"created user {user['id']} <{user['email']}> role={user['role']}")
+
+
+@keys_app.command("rotate")
+def keys_rotate() -> None:
+    """New signing key; the old public key stays in the JWKS until its tokens have expired."""
+    settings = _settings()
+    try:
+        new, old = rotate_keys(settings, now=Clock().now())
+    except KeysError as exc:
+        _fail(str(exc))
+    typer.echo(f"active key {new}" + (f"; {old} stays published until its tokens expire" if old else ""))
+
+
+def main() -> None:
+    app(prog_name="sessionward")
+
+

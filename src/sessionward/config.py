@@ -1,0 +1,180 @@
+"""Settings from the environment and ``.env``; names follow API.md's table."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from croniter import croniter
+from limits import parse_many
+from pydantic import AfterValidator, BeforeValidator, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+_UNITS = {"ms": "milliseconds", "s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+_DURATION = re.compile(r"(?:\d+(?:ms|s|m|h|d|w))+")
+_PART = re.compile(r"(\d+)(ms|s|m|h|d|w)")
+
+
+def _parse_duration(value: Any) -> Any:
+    if isinstance(value, str):
+        text = value.strip().lower().replace(" ", "")
+        if text.isdigit():
+            return timedelta(seconds=int(text))
+        if _DURATION.fullmatch(text):
+            return sum((timedelta(**{_UNITS[u]: int(n)}) for n, u in _PART.findall(text)), timedelta())
+        raise ValueError("expected a duration such as 15m, 30d, 10s")
+    return value
+
+
+def _positive(value: timedelta) -> timedelta:
+    if value <= timedelta(0):
+        raise ValueError("must be longer than zero")
+    return value
+
+
+Duration = Annotated[timedelta, BeforeValidator(_parse_duration), AfterValidator(_positive)]
+
+
+def _rate(value: str) -> str:
+    try:
+        parse_many(value)
+    except ValueError as exc:
+        raise ValueError("expected a rate such as 10/minute") from exc
+    return value
+
+
+Rate = Annotated[str, AfterValidator(_rate)]
+
+
+class IpValidation(StrEnum):
+    OFF = "false"
+    AUDIT = "true"
+    STRICT = "strict"
+
+
+class Environment(StrEnum):
+    DEVELOPMENT = "development"
+    PRODUCTION = "production"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", case_sensitive=False)
+
+    env: Environment = Environment.DEVELOPMENT
+    database_url: str = "sqlite:///./var/sessionward.db"
+    redis_url: str | None = None
+    data_dir: Path = Path("./var")
+
+    jwt_secret: SecretStr | None = None
+    jwt_algorithm: Literal["HS256", "EdDSA", "ES256"] = "HS256"
+    jwt_private_key_file: Path | None = None
+    jwt_issuer: str = "sessionward"
+    jwt_audience: str = "sessionward"
+
+    access_token_expires_in: Duration = timedelta(minutes=15)
+    refresh_token_expires_in: Duration = timedelta(days=30)
+    session_expires_in: Duration = timedelta(days=30)
+    session_idle_timeout: Duration = timedelta(days=14)
+    max_sessions_per_user: int = 5
+    refresh_token_rotation: bool = True
+    refresh_token_reuse_interval: Duration = timedelta(seconds=10)
+    device_fingerprinting: bool = True
+    session_activity_tracking: bool = True
+    session_ip_validation: IpValidation = IpValidation.AUDIT
+    session_cache_ttl: Duration = timedelta(seconds=1)
+
+    rate_limit_enabled: bool = True
+    login_rate_limit: Rate = "10/minute"
+    register_rate_limit: Rate = "5/minute"
+    refresh_rate_limit: Rate = "60/minute"
+
+    cleanup_schedule: str = "0 * * * *"
+    cleanup_batch_size: int = 1000
+    token_retention: Duration = timedelta(days=1)
+    audit_retention: Duration = timedelta(days=90)
+
+    require_email_verification: bool = False
+    registration_enabled: bool = True
+    auto_migrate: bool = True
+    password_min_length: int = 8
+    password_max_length: int = 128
+    argon2_memory_kib: int = 65536
+    argon2_time_cost: int = 3
+    argon2_parallelism: int = 4
+
+    trusted_proxies: Annotated[list[str], NoDecode] = []
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @field_validator(
+        "max_sessions_per_user",
+        "cleanup_batch_size",
+        "password_min_length",
+        "argon2_time_cost",
+        "argon2_parallelism",
+    )
+    @classmethod
+    def _at_least_one(cls, value: int) -> int:
+        if value < 1:
+            raise ValueError("must be at least 1")
+        return value
+
+    @field_validator("argon2_memory_kib")
+    @classmethod
+    def _memory(cls, value: int) -> int:
+        if value < 1024:
+            raise ValueError("must be at least 1024 (KiB)")
+        return value
+
+    @field_validator("password_max_length")
+    @classmethod
+    def _max_length(cls, value: int) -> int:
+        if not 8 <= value <= 4096:
+            raise ValueError("must be between 8 and 4096")
+        return value
+
+    @field_validator("cleanup_schedule")
+    @classmethod
+    def _cron(cls, value: str) -> str:
+        value = value.strip()
+        if value.lower() != "off" and not croniter.is_valid(value):
+            raise ValueError("expected a cron expression such as '0 * * * *', or 'off'")
+        return value
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _split(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("session_ip_validation", mode="before")
+    @classmethod
+    def _lower(cls, value: Any) -> Any:
+        return value.strip().lower() if isinstance(value, str) else value
+
+    @property
+    def activity_write_interval(self) -> timedelta:
+        """API.md: at most one activity write per session every min(60 s, idle timeout / 4)."""
+        return min(timedelta(seconds=60), self.session_idle_timeout / 4)
+
+
+class ConfigError(Exception):
+    """A setting is invalid; the message is one line naming the variable."""
+
+
+def load_settings(**overrides: Any) -> Settings:
+    try:
+        settings = Settings(**overrides)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        name = str(first["loc"][0]).upper() if first["loc"] else "configuration"
+        message = str(first["msg"]).removeprefix("Value error, ")
+        raise ConfigError(f"invalid setting {name}: {message}") from None
+    if settings.env is Environment.PRODUCTION and settings.jwt_algorithm == "HS256" and settings.jwt_secret is None:
+        raise ConfigError("invalid setting JWT_SECRET: required when ENV=production")
+    if settings.jwt_secret is not None and len(settings.jwt_secret.get_secret_value().encode()) < 32:
+        raise ConfigError("invalid setting JWT_SECRET: must be at least 32 bytes (RFC 7518 §3.2)")
+    return settings

@@ -1,0 +1,52 @@
+"""Everything a request handler needs, built once per process."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sessionward.clock import Clock
+from sessionward.config import Settings
+from sessionward.db import Database
+from sessionward.ratelimit import RateLimits
+from sessionward.tokens.jwt import AccessTokens
+from sessionward.tokens.keys import Keys
+from sessionward.tokens.revocation import RevocationCache
+from sessionward.users.passwords import Passwords
+
+
+@dataclass
+class Context:
+    settings: Settings
+    clock: Clock
+    db: Database
+    access: AccessTokens
+    cache: RevocationCache
+    passwords: Passwords
+    limits: RateLimits
+
+    @classmethod
+    def build(cls, settings: Settings, *, clock: Clock | None = None) -> Context:
+        clock = clock or Clock()
+        keys = Keys(settings, now=clock.now())
+        return cls(
+            settings=settings,
+            clock=clock,
+            db=Database(settings.database_url),
+            access=AccessTokens(
+                keys,
+                issuer=settings.jwt_issuer,
+                audience=settings.jwt_audience,
+                lifetime=settings.access_token_expires_in,
+            ),
+            cache=RevocationCache(settings.session_cache_ttl.total_seconds()),
+            passwords=Passwords(
+                memory_kib=settings.argon2_memory_kib,
+                time_cost=settings.argon2_time_cost,
+                parallelism=settings.argon2_parallelism,
+            ),
+            limits=RateLimits(settings),
+        )
+
+    async def close(self) -> None:
+        self.passwords.close()
+        await self.db.dispose()

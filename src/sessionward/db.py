@@ -1,0 +1,158 @@
+"""Engines, connections and the translation of database faults into 503s."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import DateTime, MetaData, event
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.engine import Dialect, make_url
+from sqlalchemy.engine.interfaces import DBAPIConnection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.pool import ConnectionPoolEntry
+from sqlalchemy.types import TypeDecorator
+
+from sessionward.errors import unavailable
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes in Python; ``timestamptz`` on PostgreSQL, a sortable UTC string on SQLite."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None or value.tzinfo is not None:
+            return value
+        return value.replace(tzinfo=UTC)
+
+
+def async_url(url: str) -> str:
+    """``sqlite:///x`` and ``postgresql://`` as the async drivers want them."""
+    parsed = make_url(url)
+    if parsed.drivername in ("sqlite", "sqlite+aiosqlite"):
+        return parsed.set(drivername="sqlite+aiosqlite").render_as_string(hide_password=False)
+    if parsed.drivername in ("postgresql", "postgres", "postgresql+asyncpg"):
+        return parsed.set(drivername="postgresql+asyncpg").render_as_string(hide_password=False)
+    raise ValueError("DATABASE_URL must start with sqlite:/// or postgresql://")
+
+
+def _sqlite_connect(dbapi_conn: DBAPIConnection, _record: ConnectionPoolEntry) -> None:
+    # Transactions are ours to begin (see _sqlite_begin): the driver's implicit BEGIN is off.
+    dbapi_conn.isolation_level = None  # type: ignore[attr-defined]
+    cursor = dbapi_conn.cursor()
+    for pragma in ("journal_mode=WAL", "synchronous=NORMAL", "busy_timeout=5000", "foreign_keys=ON"):
+        cursor.execute(f"PRAGMA {pragma}")
+    cursor.close()
+
+
+def _sqlite_begin(conn: Any) -> None:
+    # Take the write lock at BEGIN, so a transaction never fails half way on a lock upgrade.
+    conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+@dataclass
+class Transaction:
+    """A connection in a transaction, and what to do once it has committed (e.g. update caches)."""
+
+    conn: AsyncConnection
+    after_commit: list[Callable[[], None]] = field(default_factory=list)
+
+
+_FAULTS = (sa_exc.DBAPIError, sa_exc.TimeoutError, OSError)
+
+
+def _reraise_fault(exc: Exception) -> None:
+    """A lost, locked or unreachable database is a 503; anything else (a bug, a constraint) is not."""
+    if isinstance(exc, sa_exc.DBAPIError) and not (
+        exc.connection_invalidated or isinstance(exc, sa_exc.OperationalError | sa_exc.InterfaceError)
+    ):
+        raise exc
+    raise unavailable() from exc
+
+
+class Database:
+    """A writer for transactions and a reader for single statements; faults become ``unavailable``."""
+
+    def __init__(self, url: str) -> None:
+        self.url = async_url(url)
+        self.is_sqlite = self.url.startswith("sqlite")
+        if self.is_sqlite:
+            self._prepare_sqlite_file()
+            # One writer connection per process: SQLite has one writer anyway, and queuing here is
+            # cheaper than spinning on the busy timeout.
+            self.writer = create_async_engine(self.url, pool_size=1, max_overflow=0, pool_timeout=10)
+            self.reader = create_async_engine(self.url, pool_size=4, max_overflow=0, pool_timeout=10)
+            for engine in (self.writer, self.reader):
+                event.listen(engine.sync_engine, "connect", _sqlite_connect)
+            event.listen(self.writer.sync_engine, "begin", _sqlite_begin)
+        else:
+            self.writer = create_async_engine(
+                self.url, pool_size=10, max_overflow=10, pool_timeout=10, pool_pre_ping=True
+            )
+            self.reader = self.writer.execution_options(isolation_level="AUTOCOMMIT")
+
+    def _prepare_sqlite_file(self) -> None:
+        database = make_url(self.url).database
+        if database and database != ":memory:":
+            Path(database).parent.mkdir(parents=True, exist_ok=True)
+
+    @asynccontextmanager
+    async def write(self) -> AsyncIterator[AsyncConnection]:
+        """One transaction: committed when the block ends, rolled back if it raises."""
+        try:
+            async with self.writer.begin() as conn:
+                yield conn
+        except _FAULTS as exc:
+            _reraise_fault(exc)
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Transaction]:
+        """``write()`` plus callbacks run after a successful commit."""
+        async with self.write() as conn:
+            tx = Transaction(conn)
+            yield tx
+        for callback in tx.after_commit:
+            callback()
+
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[AsyncConnection]:
+        """Reads outside a transaction (autocommit): no BEGIN/ROLLBACK round trips."""
+        try:
+            async with self.reader.connect() as conn:
+                yield conn
+        except _FAULTS as exc:
+            _reraise_fault(exc)
+
+    async def ping(self) -> bool:
+        try:
+            async with self.read() as conn:
+                await conn.exec_driver_sql("SELECT 1")
+        except Exception:  # noqa: BLE001 - readiness is a yes/no question
+            return False
+        return True
+
+    async def dispose(self) -> None:
+        await self.writer.dispose()
+        if self.reader is not self.writer:
+            await self.reader.dispose()

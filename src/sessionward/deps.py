@@ -1,0 +1,52 @@
+"""FastAPI dependencies: the context, the caller's device, the authenticated principal."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from sessionward.context import Context
+from sessionward.errors import AppError, ErrorCode
+from sessionward.sessions.devices import Device, parse_device
+from sessionward.tokens import service as tokens
+from sessionward.tokens.service import Principal
+from sessionward.users.models import Role
+
+MAX_TOKEN_LENGTH = 4096
+_bearer = HTTPBearer(auto_error=False, description="An access token from login or refresh.")
+
+
+def context(request: Request) -> Context:
+    ctx: Context = request.app.state.ctx
+    return ctx
+
+
+def device(request: Request) -> Device:
+    # request.client is the peer, or the X-Forwarded-For client when the peer is a trusted proxy.
+    ip = request.client.host if request.client else None
+    return parse_device(request.headers.get("user-agent"), ip)
+
+
+async def principal(
+    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+) -> Principal:
+    if credentials is None or not credentials.credentials or len(credentials.credentials) > MAX_TOKEN_LENGTH:
+        raise AppError(ErrorCode.INVALID_TOKEN, "Authentication required")
+    found = await tokens.authenticate(context(request), credentials.credentials)
+    request.state.principal = found
+    return found
+
+
+async def admin(caller: Annotated[Principal, Depends(principal)]) -> Principal:
+    if caller.user.get("role") != Role.ADMIN:
+        raise AppError(ErrorCode.FORBIDDEN, "Administrator role required")
+    return caller
+
+
+Ctx = Annotated[Context, Depends(context)]
+Caller = Annotated[Principal, Depends(principal)]
+Admin = Annotated[Principal, Depends(admin)]
+ClientDevice = Annotated[Device, Depends(device)]
+

@@ -1,0 +1,43 @@
+"""The API's envelope: ``success`` / ``fail`` / ``error`` JSON bodies."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from starlette.responses import Response
+
+from sessionward.errors import AppError, ErrorCode
+
+
+class JSON(Response):
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content)
+
+
+def ok(data: Any = None, *, message: str | None = None, status: int = 200) -> JSON:
+    body: dict[str, Any] = {"status": "success"}
+    if message is not None:
+        body["message"] = message
+    if data is not None:
+        body["data"] = data
+    return JSON(body, status_code=status)
+
+
+def failure(error: AppError) -> JSON:
+    body: dict[str, Any] = {"status": "error" if error.status >= 500 else "fail", "message": error.message}
+    if error.errors:
+        body["errors"] = error.errors
+    headers: dict[str, str] = {}
+    if error.code in (ErrorCode.INVALID_TOKEN, ErrorCode.INVALID_CREDENTIALS) and error.status == 401:
+        # RFC 6750 §3; the reason is never given (expired, revoked and unknown look the same).
+        headers["WWW-Authenticate"] = 'Bearer error="invalid_token"' if error.code is ErrorCode.INVALID_TOKEN else "Bearer"
+    if error.retry_after is not None:
+        headers["Retry-After"] = str(error.retry_after)
+    return JSON(body, status_code=error.status, headers=headers)
+
+
+def server_error() -> JSON:
+    return JSON({"status": "error", "message": "Internal server error"}, status_code=500)

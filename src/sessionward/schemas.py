@@ -1,0 +1,36 @@
+"""Response shapes for the OpenAPI schema (responses are built as plain dicts on the hot paths)."""
+
+from __future__ import annotations
+
+from typing import Any, Generic, Literal, TypeVar
+
+from pydantic import BaseModel
+
+T = TypeVar("T")
+
+
+class Success(BaseModel, Generic[T]):
+    status: Literal["success"]
+    data: T
+
+
+class Message(BaseModel):
+    status: Literal["success"]
+    message: str
+
+
+class FieldError(BaseModel):
+    field: str
+    message: str
+
+
+class Failure(BaseModel):
+    status: Literal["fail", "error"]
+    message: str
+    errors: list[FieldError] | None = None
+
+
+def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """``responses=`` for the error statuses an operation may answer (plus the ones every one may)."""
+    always = (400, 413, 415, 429, 503)
+    return {code: {"model": Failure} for code in sorted({*codes, *always})}

@@ -1,0 +1,83 @@
+"""Device info from the User-Agent, with a maintained parser (the guide's substring checks read Edge as
+Chrome, an iPhone as macOS and Android as Linux)."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from enum import StrEnum
+
+from ua_parser import parse
+
+MAX_USER_AGENT = 512
+
+_BROWSER_NAMES = {
+    "Mobile Safari": "Safari",
+    "Mobile Safari UI/WKWebView": "Safari",
+    "Chrome Mobile": "Chrome",
+    "Chrome Mobile iOS": "Chrome",
+    "Chrome Mobile WebView": "Chrome",
+    "Firefox Mobile": "Firefox",
+    "Firefox iOS": "Firefox",
+    "Edge Mobile": "Edge",
+    "Other": "Unknown",
+}
+_OS_NAMES = {"Mac OS X": "macOS", "Other": "Unknown"}
+_DESKTOP_OS = {"Windows", "macOS", "Linux", "Ubuntu", "Fedora", "Debian", "Chrome OS", "FreeBSD", "OpenBSD"}
+
+
+class DeviceType(StrEnum):
+    DESKTOP = "Desktop"
+    MOBILE = "Mobile"
+    TABLET = "Tablet"
+    BOT = "Bot"
+    UNKNOWN = "Unknown"
+
+
+@dataclass(frozen=True, slots=True)
+class Device:
+    user_agent: str
+    ip: str | None
+    browser: str
+    os: str
+    device: DeviceType
+
+    def info(self) -> dict[str, str | None]:
+        """The guide's ``device_info`` object."""
+        fingerprint = hashlib.sha256((self.user_agent + (self.ip or "")).encode()).hexdigest()
+        return {
+            "fingerprint": fingerprint,
+            "userAgent": self.user_agent,
+            "ip": self.ip,
+            "browser": self.browser,
+            "os": self.os,
+            "device": self.device.value,
+        }
+
+
+def _device_type(user_agent: str, os_name: str, device_family: str) -> DeviceType:
+    if not user_agent:
+        return DeviceType.UNKNOWN
+    if device_family == "Spider":
+        return DeviceType.BOT
+    if device_family == "iPad" or "Tablet" in user_agent:
+        return DeviceType.TABLET
+    if os_name == "Android":
+        # Android phones say "Mobile"; Android tablets do not.
+        return DeviceType.MOBILE if "Mobile" in user_agent else DeviceType.TABLET
+    if device_family in ("iPhone", "iPod") or "Mobi" in user_agent:
+        return DeviceType.MOBILE
+    return DeviceType.DESKTOP if os_name in _DESKTOP_OS else DeviceType.UNKNOWN
+
+
+def parse_device(user_agent: str | None, ip: str | None) -> Device:
+    user_agent = (user_agent or "")[:MAX_USER_AGENT]
+    parsed = parse(user_agent).with_defaults()
+    browser = _BROWSER_NAMES.get(parsed.user_agent.family, parsed.user_agent.family)
+    os_name = _OS_NAMES.get(parsed.os.family, parsed.os.family)
+    return Device(user_agent, ip, browser, os_name, _device_type(user_agent, os_name, parsed.device.family))
+
+
+def same_device_family(recorded: dict[str, object], presented: Device) -> bool:
+    """A refresh from another browser or OS family than the session's is not the same device."""
+    return recorded.get("browser") == presented.browser and recorded.get("os") == presented.os

@@ -1,0 +1,144 @@
+"""SQL for sessions. Connection first; never commits."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ColumnElement, Row, and_, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from sessionward.sessions.tables import sessions
+from sessionward.users.tables import users
+
+_LISTED = (
+    sessions.c.id,
+    sessions.c.device_info,
+    sessions.c.ip_address,
+    sessions.c.created_at,
+    sessions.c.last_activity,
+    sessions.c.expires_at,
+)
+
+
+def _active(now: datetime, idle_cutoff: datetime) -> ColumnElement[bool]:
+    return and_(
+        sessions.c.revoked_at.is_(None),
+        sessions.c.expires_at > now,
+        sessions.c.last_activity > idle_cutoff,
+    )
+
+
+async def insert_session(
+    conn: AsyncConnection,
+    *,
+    session_id: str,
+    user_id: int,
+    device_info: dict[str, Any],
+    ip: str | None,
+    user_agent: str,
+    now: datetime,
+    expires_at: datetime,
+) -> None:
+    stmt = insert(sessions).values(
+        id=session_id,
+        user_id=user_id,
+        device_info=device_info,
+        ip_address=ip,
+        user_agent=user_agent,
+        created_at=now,
+        last_activity=now,
+        expires_at=expires_at,
+    )
+    await conn.execute(stmt)
+
+
+async def touch_for_refresh(
+    conn: AsyncConnection, *, session_id: str, now: datetime, idle_cutoff: datetime
+) -> Row[tuple[Any, ...]] | None:
+    """Mark the session used now, if it is active; its owner, expiry, device and recorded IP."""
+    stmt = (
+        update(sessions)
+        .where(sessions.c.id == session_id, _active(now, idle_cutoff))
+        .values(last_activity=now)
+        .returning(sessions.c.user_id, sessions.c.expires_at, sessions.c.device_info, sessions.c.ip_address)
+    )
+    return (await conn.execute(stmt)).first()
+
+
+async def set_ip(conn: AsyncConnection, *, session_id: str, ip: str | None) -> None:
+    await conn.execute(update(sessions).where(sessions.c.id == session_id).values(ip_address=ip))
+
+
+async def touch(conn: AsyncConnection, *, session_id: str, now: datetime) -> None:
+    stmt = update(sessions).where(sessions.c.id == session_id, sessions.c.revoked_at.is_(None))
+    await conn.execute(stmt.values(last_activity=now))
+
+
+async def state(conn: AsyncConnection, session_id: str) -> Row[tuple[Any, ...]] | None:
+    """What verifying an access token needs: the session's state and its user's public fields."""
+    stmt = select(
+        sessions.c.user_id,
+        sessions.c.expires_at,
+        sessions.c.last_activity,
+        sessions.c.revoked_at,
+        users.c.email,
+        users.c.name,
+        users.c.role,
+        users.c.email_verified_at,
+        users.c.created_at,
+    ).join(users, users.c.id == sessions.c.user_id)
+    return (await conn.execute(stmt.where(sessions.c.id == session_id))).first()
+
+
+async def list_active(
+    conn: AsyncConnection, *, user_id: int, now: datetime, idle_cutoff: datetime
+) -> Sequence[Row[tuple[Any, ...]]]:
+    stmt = (
+        select(*_LISTED)
+        .where(sessions.c.user_id == user_id, _active(now, idle_cutoff))
+        .order_by(sessions.c.last_activity.desc(), sessions.c.created_at.desc(), sessions.c.id)
+    )
+    return (await conn.execute(stmt)).all()
+
+
+async def revoke(
+    conn: AsyncConnection,
+    *,
+    user_id: int,
+    now: datetime,
+    reason: str,
+    only: Sequence[str] | None = None,
+    keep: str | None = None,
+) -> list[str]:
+    """Revoke the user's unrevoked sessions (``only`` these, or all but ``keep``); the ids revoked."""
+    stmt = update(sessions).where(sessions.c.user_id == user_id, sessions.c.revoked_at.is_(None))
+    if only is not None:
+        stmt = stmt.where(sessions.c.id.in_(only))
+    if keep is not None:
+        stmt = stmt.where(sessions.c.id != keep)
+    stmt = stmt.values(revoked_at=now, revoke_reason=reason).returning(sessions.c.id)
+    return list((await conn.execute(stmt)).scalars())
+
+
+async def find_active(
+    conn: AsyncConnection, *, session_id: str, user_id: int, now: datetime, idle_cutoff: datetime
+) -> bool:
+    stmt = select(sessions.c.id).where(
+        sessions.c.id == session_id, sessions.c.user_id == user_id, _active(now, idle_cutoff)
+    )
+    return (await conn.execute(stmt)).first() is not None
+
+
+async def over_cap(
+    conn: AsyncConnection, *, user_id: int, now: datetime, idle_cutoff: datetime, cap: int
+) -> list[str]:
+    """Active sessions beyond the cap, least recently active first to go (the older one on a tie)."""
+    stmt = (
+        select(sessions.c.id)
+        .where(sessions.c.user_id == user_id, _active(now, idle_cutoff))
+        .order_by(sessions.c.last_activity.desc(), sessions.c.created_at.desc(), sessions.c.id.desc())
+        .offset(cap)
+    )
+    return list((await conn.execute(stmt)).scalars())

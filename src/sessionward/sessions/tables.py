@@ -1,0 +1,22 @@
+from __future__ import annotations
+
+from sqlalchemy import JSON, Column, ForeignKey, Index, Integer, String, Table, Text
+
+from sessionward.db import UTCDateTime, metadata
+
+sessions = Table(
+    "sessions",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("user_id", Integer, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("device_info", JSON, nullable=False),
+    Column("ip_address", String(45), nullable=True),
+    Column("user_agent", Text, nullable=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("last_activity", UTCDateTime, nullable=False),
+    Column("expires_at", UTCDateTime, nullable=False),
+    Column("revoked_at", UTCDateTime, nullable=True),
+    Column("revoke_reason", String(32), nullable=True),
+    Index(None, "user_id", "revoked_at"),
+    Index(None, "expires_at"),
+)

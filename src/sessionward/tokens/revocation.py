@@ -1,0 +1,81 @@
+"""The in-process view of session state that token verification reads instead of the database.
+
+Revocations made in this process update it at once. Entries live ``SESSION_CACHE_TTL`` (1 s by
+default), which bounds how long another process's revocation can go unseen here.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+_MAX_ENTRIES = 100_000
+# Longer than any database read can take (pool and statement time-outs are 10 s): a state loaded
+# while a revocation committed is corrected by this log when it is put in the cache.
+_RECENT_SECONDS = 60.0
+
+
+@dataclass(slots=True)
+class SessionState:
+    user_id: int
+    expires_at: datetime
+    last_activity: datetime
+    revoked: bool
+    user: dict[str, Any]
+    blacklisted: set[str] = field(default_factory=set)
+    loaded_at: float = field(default_factory=time.monotonic)
+
+
+class RevocationCache:
+    def __init__(self, ttl_seconds: float) -> None:
+        self.ttl_seconds = ttl_seconds
+        self._states: dict[str, SessionState] = {}
+        self._recent: dict[str, tuple[float, set[str] | None]] = {}
+        self._pruned_at = time.monotonic()
+
+    def get(self, session_id: str) -> SessionState | None:
+        state = self._states.get(session_id)
+        if state is not None and time.monotonic() - state.loaded_at > self.ttl_seconds:
+            del self._states[session_id]
+            return None
+        return state
+
+    def put(self, session_id: str, state: SessionState) -> None:
+        recent = self._recent.get(session_id)
+        if recent is not None:
+            jtis = recent[1]
+            if jtis is None:
+                state.revoked = True
+            else:
+                state.blacklisted |= jtis
+        if len(self._states) >= _MAX_ENTRIES:
+            self._states.clear()
+        self._states[session_id] = state
+
+    def revoke_sessions(self, session_ids: Iterable[str]) -> None:
+        now = self._prune()
+        for session_id in session_ids:
+            self._recent[session_id] = (now, None)
+            state = self._states.get(session_id)
+            if state is not None:
+                state.revoked = True
+
+    def blacklist(self, session_id: str, jti: str) -> None:
+        now = self._prune()
+        _, jtis = self._recent.get(session_id, (now, set()))
+        if jtis is not None:
+            jtis.add(jti)
+            self._recent[session_id] = (now, jtis)
+        state = self._states.get(session_id)
+        if state is not None:
+            state.blacklisted.add(jti)
+
+    def _prune(self) -> float:
+        now = time.monotonic()
+        if now - self._pruned_at > _RECENT_SECONDS:
+            self._recent = {k: v for k, v in self._recent.items() if now - v[0] <= _RECENT_SECONDS}
+            self._pruned_at = now
+        return now

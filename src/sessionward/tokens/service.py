@@ -1,0 +1,338 @@
+"""Refresh rotation, access-token verification and revocation: the hot paths."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Row
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from sessionward.audit.service import EventType, record
+from sessionward.clock import iso
+from sessionward.config import IpValidation
+from sessionward.context import Context
+from sessionward.db import Transaction
+from sessionward.errors import AppError, invalid_token
+from sessionward.sessions import store as sessions_store
+from sessionward.sessions.devices import Device, same_device_family
+from sessionward.tokens import store
+from sessionward.tokens.jwt import IssuedAccess
+from sessionward.tokens.opaque import hash_token, new_refresh_token, seal, unseal
+from sessionward.tokens.revocation import SessionState
+
+
+@dataclass(frozen=True, slots=True)
+class TokenPair:
+    access: IssuedAccess
+    refresh: str
+    refresh_expires_in: int
+
+    def body(self) -> dict[str, Any]:
+        return {
+            "access": {"token": self.access.token, "expires_in": self.access.expires_in, "type": "Bearer"},
+            "refresh": {"token": self.refresh, "expires_in": self.refresh_expires_in},
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who made an authenticated request: from a verified access token and a live session."""
+
+    user_id: int
+    session_id: str
+    jti: str
+    expires_at: datetime
+    user: dict[str, Any] = field(compare=False)
+
+
+def _seconds(until: datetime, now: datetime) -> int:
+    return max(0, int((until - now).total_seconds()))
+
+
+async def issue_first(
+    ctx: Context, conn: AsyncConnection, *, user_id: int, session_id: str, session_expires_at: datetime, now: datetime
+) -> TokenPair:
+    """The first refresh token of a new session (generation 1) and an access token."""
+    token = new_refresh_token()
+    expires_at = min(now + ctx.settings.refresh_token_expires_in, session_expires_at)
+    await store.insert_refresh(
+        conn,
+        session_id=session_id,
+        user_id=user_id,
+        token_hash=hash_token(token),
+        parent_id=None,
+        generation=1,
+        now=now,
+        expires_at=expires_at,
+    )
+    access = ctx.access.issue(user_id=user_id, session_id=session_id, now=now)
+    return TokenPair(access, token, _seconds(expires_at, now))
+
+
+# ---------------------------------------------------------------- refresh
+
+
+class _Refused(Exception):
+    """Rolls the refresh transaction back: nothing is burnt or touched. ``event`` is recorded after."""
+
+    def __init__(self, event: EventType | None = None, user_id: int = 0, details: dict[str, Any] | None = None):
+        super().__init__("refresh refused")
+        self.event = event
+        self.user_id = user_id
+        self.details = details
+
+
+@dataclass(frozen=True, slots=True)
+class _Reused:
+    """The outcome of reuse detection, committed (the session is revoked) before answering 401."""
+
+
+async def refresh(ctx: Context, *, presented: str, session_id: str, device: Device) -> TokenPair:
+    await ctx.limits.hit(ctx.limits.refresh, session_id)
+    now = ctx.clock.now()
+    try:
+        async with ctx.db.transaction() as tx:
+            outcome = await _refresh(ctx, tx, presented=presented, session_id=session_id, device=device, now=now)
+    except _Refused as refused:
+        if refused.event is not None:
+            async with ctx.db.transaction() as tx:
+                await record(
+                    tx.conn,
+                    user_id=refused.user_id,
+                    type=refused.event,
+                    now=now,
+                    session_id=session_id,
+                    device=device,
+                    details=refused.details,
+                )
+        raise invalid_token() from None
+    if isinstance(outcome, _Reused):
+        raise invalid_token()
+    return outcome
+
+
+async def _refresh(
+    ctx: Context, tx: Transaction, *, presented: str, session_id: str, device: Device, now: datetime
+) -> TokenPair | _Reused:
+    settings = ctx.settings
+    conn = tx.conn
+    session = await sessions_store.touch_for_refresh(
+        conn, session_id=session_id, now=now, idle_cutoff=now - settings.session_idle_timeout
+    )
+    if session is None:
+        raise _Refused()
+    token_hash = hash_token(presented)
+    mismatch = _client_mismatch(ctx, session, device)
+    if mismatch is None:
+        won = await _rotate_or_keep(ctx, conn, presented, token_hash, session, session_id=session_id, now=now)
+        if won is not None:
+            await _note_ip_change(ctx, conn, session, session_id=session_id, device=device, now=now)
+            return won
+    # Lost, already rotated, unknown, or from another device: rules 1-4 of API.md decide first.
+    row = await store.with_successor(conn, token_hash)
+    verdict = _classify(ctx, row, session_id=session_id, now=now)
+    if verdict == "reuse":
+        assert row is not None
+        await end_sessions(ctx, tx, user_id=row.user_id, only=[session_id], reason="refresh_token_reused", now=now)
+        await record(
+            conn, user_id=row.user_id, type=EventType.REFRESH_TOKEN_REUSED, now=now, session_id=session_id, device=device
+        )
+        return _Reused()
+    if verdict == "invalid":
+        raise _Refused()
+    assert row is not None
+    if mismatch is not None:
+        raise _Refused(mismatch[0], session.user_id, mismatch[1])
+    if verdict != "grace":
+        raise _Refused()
+    successor = unseal(presented, row.successor_sealed)
+    if successor is None or hash_token(successor) != row.child_hash:
+        raise _Refused()
+    access = ctx.access.issue(user_id=session.user_id, session_id=session_id, now=now)
+    return TokenPair(access, successor, _seconds(row.child_expires_at, now))
+
+
+async def _rotate_or_keep(
+    ctx: Context,
+    conn: AsyncConnection,
+    presented: str,
+    token_hash: str,
+    session: Row[tuple[Any, ...]],
+    *,
+    session_id: str,
+    now: datetime,
+) -> TokenPair | None:
+    """Rotation: retire the presented token for a new one (one winner). Off: the same token stays valid."""
+    settings = ctx.settings
+    if not settings.refresh_token_rotation:
+        kept = await store.live(conn, token_hash=token_hash, session_id=session_id, now=now)
+        if kept is None:
+            return None
+        access = ctx.access.issue(user_id=session.user_id, session_id=session_id, now=now)
+        return TokenPair(access, presented, _seconds(kept.expires_at, now))
+    successor = new_refresh_token()
+    won = await store.rotate(
+        conn, token_hash=token_hash, session_id=session_id, now=now, sealed=seal(presented, successor)
+    )
+    if won is None:
+        return None
+    expires_at = min(now + settings.refresh_token_expires_in, session.expires_at)
+    await store.insert_refresh(
+        conn,
+        session_id=session_id,
+        user_id=session.user_id,
+        token_hash=hash_token(successor),
+        parent_id=won.id,
+        generation=won.generation + 1,
+        now=now,
+        expires_at=expires_at,
+    )
+    access = ctx.access.issue(user_id=session.user_id, session_id=session_id, now=now)
+    return TokenPair(access, successor, _seconds(expires_at, now))
+
+
+def _classify(ctx: Context, row: Row[tuple[Any, ...]] | None, *, session_id: str, now: datetime) -> str:
+    """``live``: not rotated (left alone because of a device mismatch). ``grace``: the immediate parent
+    of the live token, rotated within the interval. ``reuse``: any other rotated token of this session
+    (RFC 9700 §4.14.2: a rotated token presented again means two holders). ``invalid``: the rest."""
+    if row is None or row.session_id != session_id or row.revoked_at is not None or row.expires_at <= now:
+        return "invalid"
+    if row.rotated_at is None:
+        return "live"
+    live_child = (
+        row.child_hash is not None
+        and row.child_rotated_at is None
+        and row.child_revoked_at is None
+        and row.child_expires_at > now
+    )
+    in_grace = now - row.rotated_at <= ctx.settings.refresh_token_reuse_interval
+    return "grace" if live_child and in_grace and row.successor_sealed is not None else "reuse"
+
+
+def _client_mismatch(
+    ctx: Context, session: Row[tuple[Any, ...]], device: Device
+) -> tuple[EventType, dict[str, Any]] | None:
+    if ctx.settings.device_fingerprinting and not same_device_family(session.device_info, device):
+        recorded = {"browser": session.device_info.get("browser"), "os": session.device_info.get("os")}
+        return EventType.DEVICE_MISMATCH, {"expected": recorded, "presented": {"browser": device.browser, "os": device.os}}
+    if ctx.settings.session_ip_validation is IpValidation.STRICT and session.ip_address != device.ip:
+        return EventType.IP_CHANGED, {"from": session.ip_address, "to": device.ip, "refused": True}
+    return None
+
+
+async def _note_ip_change(
+    ctx: Context, conn: AsyncConnection, session: Row[tuple[Any, ...]], *, session_id: str, device: Device, now: datetime
+) -> None:
+    if ctx.settings.session_ip_validation is IpValidation.OFF or session.ip_address == device.ip:
+        return
+    await sessions_store.set_ip(conn, session_id=session_id, ip=device.ip)
+    details = {"from": session.ip_address, "to": device.ip}
+    await record(conn, user_id=session.user_id, type=EventType.IP_CHANGED, now=now, session_id=session_id, device=device, details=details)
+
+
+# ---------------------------------------------------------------- revocation
+
+
+async def end_sessions(
+    ctx: Context,
+    tx: Transaction,
+    *,
+    user_id: int,
+    now: datetime,
+    reason: str,
+    only: list[str] | None = None,
+    keep: str | None = None,
+) -> list[str]:
+    """Revoke sessions with their refresh tokens; their access tokens die here once this commits."""
+    ended = await sessions_store.revoke(tx.conn, user_id=user_id, now=now, reason=reason, only=only, keep=keep)
+    await store.revoke_for_sessions(tx.conn, ended, now=now)
+    tx.after_commit.append(lambda: ctx.cache.revoke_sessions(ended))
+    return ended
+
+
+async def blacklist(ctx: Context, tx: Transaction, principal: Principal, *, reason: str, now: datetime) -> None:
+    """One access token (by ``jti``) stops working before it expires."""
+    await store.blacklist(
+        tx.conn,
+        jti=principal.jti,
+        user_id=principal.user_id,
+        session_id=principal.session_id,
+        reason=reason,
+        now=now,
+        expires_at=principal.expires_at,
+    )
+    tx.after_commit.append(lambda: ctx.cache.blacklist(principal.session_id, principal.jti))
+
+
+# ---------------------------------------------------------------- verification
+
+
+async def authenticate(ctx: Context, token: str) -> Principal:
+    """A verified access token of a live session, or ``401``. No database round trip when warm."""
+    now = ctx.clock.now()
+    claims = ctx.access.verify(token, now=now)
+    state = ctx.cache.get(claims.session_id) or await _load_state(ctx, claims.session_id)
+    settings = ctx.settings
+    if (
+        state.revoked
+        or state.user_id != claims.user_id
+        or state.expires_at <= now
+        or state.last_activity <= now - settings.session_idle_timeout
+        or claims.jti in state.blacklisted
+    ):
+        raise invalid_token()
+    if settings.session_activity_tracking and now - state.last_activity >= settings.activity_write_interval:
+        state.last_activity = now
+        async with ctx.db.transaction() as tx:
+            await sessions_store.touch(tx.conn, session_id=claims.session_id, now=now)
+    return Principal(claims.user_id, claims.session_id, claims.jti, claims.expires_at, state.user)
+
+
+async def _load_state(ctx: Context, session_id: str) -> SessionState:
+    async with ctx.db.read() as conn:
+        row = await sessions_store.state(conn, session_id)
+        jtis = await store.blacklisted(conn, session_id) if row is not None else set()
+    if row is None:
+        # Gone (erased or cleaned up): remembered as revoked, so a flood of such tokens stays cheap.
+        state = SessionState(user_id=0, expires_at=ctx.clock.now(), last_activity=ctx.clock.now(), revoked=True, user={})
+    else:
+        user = {
+            "id": row.user_id,
+            "email": row.email,
+            "name": row.name,
+            "role": row.role,
+            "email_verified_at": iso(row.email_verified_at) if row.email_verified_at else None,
+            "created_at": iso(row.created_at),
+        }
+        state = SessionState(row.user_id, row.expires_at, row.last_activity, row.revoked_at is not None, user, jtis)
+    ctx.cache.put(session_id, state)
+    return state
+
+
+async def revoke_presented(ctx: Context, *, token: str, hint: str | None) -> None:
+    """RFC 7009: a refresh token ends its session; an access token is blacklisted. Unknown: nothing."""
+    now = ctx.clock.now()
+    kinds = ["access", "refresh"] if hint == "access_token" else ["refresh", "access"]
+    for kind in kinds:
+        if kind == "refresh":
+            async with ctx.db.read() as conn:
+                owner = await store.owner(conn, hash_token(token))
+            if owner is not None:
+                async with ctx.db.transaction() as tx:
+                    ended = await end_sessions(
+                        ctx, tx, user_id=owner.user_id, only=[owner.session_id], reason="token_revoked", now=now
+                    )
+                    if ended:
+                        await record(tx.conn, user_id=owner.user_id, type=EventType.TOKEN_REVOKED, now=now, session_id=owner.session_id, details={"token_type": "refresh_token"})
+                return
+        else:
+            try:
+                claims = ctx.access.verify(token, now=now)
+            except AppError:  # RFC 7009 §2.2: an invalid token is answered 200 all the same
+                continue
+            async with ctx.db.transaction() as tx:
+                principal = Principal(claims.user_id, claims.session_id, claims.jti, claims.expires_at, {})
+                await blacklist(ctx, tx, principal, reason="token_revoked", now=now)
+            return

@@ -1,0 +1,127 @@
+"""SQL for refresh tokens and the access-token blacklist. Connection first; never commits."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Row, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.orm import aliased
+
+from sessionward.tokens.tables import refresh_tokens, token_blacklist
+
+_child = aliased(refresh_tokens, name="child")
+
+
+async def insert_refresh(
+    conn: AsyncConnection,
+    *,
+    session_id: str,
+    user_id: int,
+    token_hash: str,
+    parent_id: int | None,
+    generation: int,
+    now: datetime,
+    expires_at: datetime,
+) -> None:
+    stmt = insert(refresh_tokens).values(
+        session_id=session_id,
+        user_id=user_id,
+        token_hash=token_hash,
+        parent_id=parent_id,
+        generation=generation,
+        created_at=now,
+        expires_at=expires_at,
+    )
+    await conn.execute(stmt)
+
+
+def _live(token_hash: str, session_id: str, now: datetime) -> tuple[Any, ...]:
+    return (
+        refresh_tokens.c.token_hash == token_hash,
+        refresh_tokens.c.session_id == session_id,
+        refresh_tokens.c.rotated_at.is_(None),
+        refresh_tokens.c.revoked_at.is_(None),
+        refresh_tokens.c.expires_at > now,
+    )
+
+
+async def rotate(
+    conn: AsyncConnection, *, token_hash: str, session_id: str, now: datetime, sealed: bytes
+) -> Row[tuple[Any, ...]] | None:
+    """Retire the live token, keeping its successor sealed; ``None`` if it was not live (one winner)."""
+    stmt = (
+        update(refresh_tokens)
+        .where(*_live(token_hash, session_id, now))
+        .values(rotated_at=now, successor_sealed=sealed)
+        .returning(refresh_tokens.c.id, refresh_tokens.c.generation)
+    )
+    return (await conn.execute(stmt)).first()
+
+
+async def live(
+    conn: AsyncConnection, *, token_hash: str, session_id: str, now: datetime
+) -> Row[tuple[Any, ...]] | None:
+    """The live token (rotation off: it stays valid); its expiry."""
+    stmt = select(refresh_tokens.c.expires_at).where(*_live(token_hash, session_id, now))
+    return (await conn.execute(stmt)).first()
+
+
+async def with_successor(conn: AsyncConnection, token_hash: str) -> Row[tuple[Any, ...]] | None:
+    """A presented token that did not rotate: its state and that of its successor, if any."""
+    stmt = (
+        select(
+            refresh_tokens.c.session_id,
+            refresh_tokens.c.user_id,
+            refresh_tokens.c.rotated_at,
+            refresh_tokens.c.revoked_at,
+            refresh_tokens.c.expires_at,
+            refresh_tokens.c.successor_sealed,
+            _child.c.token_hash.label("child_hash"),
+            _child.c.rotated_at.label("child_rotated_at"),
+            _child.c.revoked_at.label("child_revoked_at"),
+            _child.c.expires_at.label("child_expires_at"),
+        )
+        .outerjoin(_child, _child.c.parent_id == refresh_tokens.c.id)
+        .where(refresh_tokens.c.token_hash == token_hash)
+    )
+    return (await conn.execute(stmt)).first()
+
+
+async def owner(conn: AsyncConnection, token_hash: str) -> Row[tuple[Any, ...]] | None:
+    stmt = select(refresh_tokens.c.session_id, refresh_tokens.c.user_id)
+    return (await conn.execute(stmt.where(refresh_tokens.c.token_hash == token_hash))).first()
+
+
+async def revoke_for_sessions(conn: AsyncConnection, session_ids: Sequence[str], *, now: datetime) -> None:
+    if not session_ids:
+        return
+    stmt = update(refresh_tokens).where(
+        refresh_tokens.c.session_id.in_(session_ids), refresh_tokens.c.revoked_at.is_(None)
+    )
+    await conn.execute(stmt.values(revoked_at=now))
+
+
+async def blacklist(
+    conn: AsyncConnection,
+    *,
+    jti: str,
+    user_id: int,
+    session_id: str,
+    reason: str,
+    now: datetime,
+    expires_at: datetime,
+) -> None:
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    stmt = dialect.insert(token_blacklist).values(
+        jti=jti, user_id=user_id, session_id=session_id, reason=reason, blacklisted_at=now, expires_at=expires_at
+    )
+    await conn.execute(stmt.on_conflict_do_nothing(index_elements=["jti"]))
+
+
+async def blacklisted(conn: AsyncConnection, session_id: str) -> set[str]:
+    stmt = select(token_blacklist.c.jti).where(token_blacklist.c.session_id == session_id)
+    return set((await conn.execute(stmt)).scalars())

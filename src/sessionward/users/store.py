@@ -1,0 +1,63 @@
+"""SQL for users. Connection first; never commits."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import Row, delete, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from sessionward.users.tables import users
+
+_PUBLIC = (users.c.id, users.c.email, users.c.name, users.c.role, users.c.email_verified_at, users.c.created_at)
+
+
+async def insert_user(
+    conn: AsyncConnection,
+    *,
+    email: str,
+    name: str | None,
+    password_hash: str,
+    role: str,
+    verified_at: datetime | None,
+    now: datetime,
+) -> Row[tuple[object, ...]]:
+    stmt = (
+        insert(users)
+        .values(
+            email=email,
+            name=name,
+            password_hash=password_hash,
+            role=role,
+            email_verified_at=verified_at,
+            created_at=now,
+            updated_at=now,
+        )
+        .returning(*_PUBLIC)
+    )
+    return (await conn.execute(stmt)).one()
+
+
+async def by_email(conn: AsyncConnection, email: str) -> Row[tuple[object, ...]] | None:
+    stmt = select(*_PUBLIC, users.c.password_hash).where(users.c.email == email)
+    return (await conn.execute(stmt)).first()
+
+
+async def by_id(conn: AsyncConnection, user_id: int, *, for_update: bool = False) -> Row[tuple[object, ...]] | None:
+    stmt = select(*_PUBLIC, users.c.password_hash).where(users.c.id == user_id)
+    if for_update:
+        stmt = stmt.with_for_update()
+    return (await conn.execute(stmt)).first()
+
+
+async def set_password(conn: AsyncConnection, user_id: int, *, password_hash: str, now: datetime) -> None:
+    stmt = update(users).where(users.c.id == user_id).values(password_hash=password_hash, updated_at=now)
+    await conn.execute(stmt)
+
+
+async def delete_user(conn: AsyncConnection, user_id: int) -> None:
+    await conn.execute(delete(users).where(users.c.id == user_id))
+
+
+async def exists(conn: AsyncConnection, user_id: int) -> bool:
+    return (await conn.execute(select(users.c.id).where(users.c.id == user_id))).first() is not None
