@@ -101,7 +101,12 @@ class Pipeline:
             LATENCY.labels(route).observe(elapsed)
             log.info(
                 "request",
-                extra={"method": scope["method"], "path": scope["path"], "status": status, "ms": round(elapsed * 1000, 2)},
+                extra={
+                    "method": scope["method"],
+                    "path": scope["path"],
+                    "status": status,
+                    "ms": round(elapsed * 1000, 2),
+                },
             )
             logs.request_id.reset(token)
 
@@ -152,7 +157,11 @@ def _validation_errors(exc: RequestValidationError) -> AppError:
     for error in exc.errors():
         field = _label(tuple(error.get("loc", ())))
         if error["type"] == "json_invalid":
-            return AppError(ErrorCode.VALIDATION, "Request body is not valid JSON", errors=[{"field": "body", "message": "Malformed JSON"}])
+            return AppError(
+                ErrorCode.VALIDATION,
+                "Request body is not valid JSON",
+                errors=[{"field": "body", "message": "Malformed JSON"}],
+            )
         words = field.replace("_", " ").capitalize()
         message = f"{words} is required" if error["type"] == "missing" else f"{words}: {error['msg']}"
         errors.append({"field": field, "message": message.removesuffix(".")})
@@ -161,17 +170,20 @@ def _validation_errors(exc: RequestValidationError) -> AppError:
 
 def _install_handlers(app: FastAPI) -> None:
     async def app_error(_: Request, exc: Exception) -> Response:
-        assert isinstance(exc, AppError)
+        if not isinstance(exc, AppError):
+            raise exc
         if exc.status >= 500:
             log.warning("unavailable", extra={"cause": type(exc.__cause__).__name__})
         return failure(exc)
 
     async def invalid(_: Request, exc: Exception) -> Response:
-        assert isinstance(exc, RequestValidationError)
+        if not isinstance(exc, RequestValidationError):
+            raise exc
         return failure(_validation_errors(exc))
 
     async def http_error(_: Request, exc: Exception) -> Response:
-        assert isinstance(exc, HTTPException)
+        if not isinstance(exc, HTTPException):
+            raise exc
         code = {404: ErrorCode.NOT_FOUND, 405: ErrorCode.METHOD_NOT_ALLOWED}.get(exc.status_code, ErrorCode.VALIDATION)
         message = {404: "Not found", 405: "Method not allowed"}.get(exc.status_code, "Bad request")
         response = failure(AppError(code, message))
@@ -229,7 +241,9 @@ def _operational_routes(app: FastAPI, ctx: Context) -> None:
     async def readyz() -> JSON:
         if await ctx.db.ping():
             return JSON({"status": "ok"})
-        return JSON({"status": "error", "message": "Database unreachable"}, status_code=503, headers={"Retry-After": "2"})
+        return JSON(
+            {"status": "error", "message": "Database unreachable"}, status_code=503, headers={"Retry-After": "2"}
+        )
 
     @app.get("/metrics", tags=["operations"], response_class=Response)
     async def metrics() -> Response:

@@ -162,5 +162,3 @@ def keys_rotate() -> None:
 
 def main() -> None:
     app(prog_name="sessionward")
-
-

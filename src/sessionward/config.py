@@ -65,6 +65,7 @@ class Settings(BaseSettings):
 
     env: Environment = Environment.DEVELOPMENT
     database_url: str = "sqlite:///./var/sessionward.db"
+    database_timeout: Duration = timedelta(seconds=5)
     redis_url: str | None = None
     data_dir: Path = Path("./var")
 

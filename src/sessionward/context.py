@@ -31,7 +31,7 @@ class Context:
         return cls(
             settings=settings,
             clock=clock,
-            db=Database(settings.database_url),
+            db=Database(settings.database_url, timeout_seconds=settings.database_timeout.total_seconds()),
             access=AccessTokens(
                 keys,
                 issuer=settings.jwt_issuer,

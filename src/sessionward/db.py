@@ -7,17 +7,20 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 
-from sqlalchemy import DateTime, MetaData, event
+from sqlalchemy import DateTime, MetaData, Row, event
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Dialect, make_url
 from sqlalchemy.engine.interfaces import DBAPIConnection
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry
 from sqlalchemy.types import TypeDecorator
 
 from sessionward.errors import unavailable
+
+Record: TypeAlias = Row[*tuple[Any, ...]]
+"""A result row of any shape (attribute access by column name)."""
 
 metadata = MetaData(
     naming_convention={
@@ -57,13 +60,16 @@ def async_url(url: str) -> str:
     raise ValueError("DATABASE_URL must start with sqlite:/// or postgresql://")
 
 
-def _sqlite_connect(dbapi_conn: DBAPIConnection, _record: ConnectionPoolEntry) -> None:
-    # Transactions are ours to begin (see _sqlite_begin): the driver's implicit BEGIN is off.
-    dbapi_conn.isolation_level = None  # type: ignore[attr-defined]
-    cursor = dbapi_conn.cursor()
-    for pragma in ("journal_mode=WAL", "synchronous=NORMAL", "busy_timeout=5000", "foreign_keys=ON"):
-        cursor.execute(f"PRAGMA {pragma}")
-    cursor.close()
+def _sqlite_pragmas(busy_ms: int) -> Callable[[DBAPIConnection, ConnectionPoolEntry], None]:
+    def connect(dbapi_conn: DBAPIConnection, _record: ConnectionPoolEntry) -> None:
+        # Transactions are ours to begin (see _sqlite_begin): the driver's implicit BEGIN is off.
+        dbapi_conn.isolation_level = None
+        cursor = dbapi_conn.cursor()
+        for pragma in ("journal_mode=WAL", "synchronous=NORMAL", f"busy_timeout={busy_ms}", "foreign_keys=ON"):
+            cursor.execute(f"PRAGMA {pragma}")
+        cursor.close()
+
+    return connect
 
 
 def _sqlite_begin(conn: Any) -> None:
@@ -94,21 +100,21 @@ def _reraise_fault(exc: Exception) -> None:
 class Database:
     """A writer for transactions and a reader for single statements; faults become ``unavailable``."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, timeout_seconds: float = 5.0) -> None:
         self.url = async_url(url)
         self.is_sqlite = self.url.startswith("sqlite")
         if self.is_sqlite:
             self._prepare_sqlite_file()
             # One writer connection per process: SQLite has one writer anyway, and queuing here is
             # cheaper than spinning on the busy timeout.
-            self.writer = create_async_engine(self.url, pool_size=1, max_overflow=0, pool_timeout=10)
-            self.reader = create_async_engine(self.url, pool_size=4, max_overflow=0, pool_timeout=10)
+            self.writer = create_async_engine(self.url, pool_size=1, max_overflow=0, pool_timeout=timeout_seconds)
+            self.reader = create_async_engine(self.url, pool_size=4, max_overflow=0, pool_timeout=timeout_seconds)
             for engine in (self.writer, self.reader):
-                event.listen(engine.sync_engine, "connect", _sqlite_connect)
+                event.listen(engine.sync_engine, "connect", _sqlite_pragmas(int(timeout_seconds * 1000)))
             event.listen(self.writer.sync_engine, "begin", _sqlite_begin)
         else:
             self.writer = create_async_engine(
-                self.url, pool_size=10, max_overflow=10, pool_timeout=10, pool_pre_ping=True
+                self.url, pool_size=10, max_overflow=10, pool_timeout=timeout_seconds, pool_pre_ping=True
             )
             self.reader = self.writer.execution_options(isolation_level="AUTOCOMMIT")
 

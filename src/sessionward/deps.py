@@ -49,4 +49,3 @@ Ctx = Annotated[Context, Depends(context)]
 Caller = Annotated[Principal, Depends(principal)]
 Admin = Annotated[Principal, Depends(admin)]
 ClientDevice = Annotated[Device, Depends(device)]
-

@@ -33,7 +33,9 @@ def failure(error: AppError) -> JSON:
     headers: dict[str, str] = {}
     if error.code in (ErrorCode.INVALID_TOKEN, ErrorCode.INVALID_CREDENTIALS) and error.status == 401:
         # RFC 6750 §3; the reason is never given (expired, revoked and unknown look the same).
-        headers["WWW-Authenticate"] = 'Bearer error="invalid_token"' if error.code is ErrorCode.INVALID_TOKEN else "Bearer"
+        headers["WWW-Authenticate"] = (
+            'Bearer error="invalid_token"' if error.code is ErrorCode.INVALID_TOKEN else "Bearer"
+        )
     if error.retry_after is not None:
         headers["Retry-After"] = str(error.retry_after)
     return JSON(body, status_code=error.status, headers=headers)

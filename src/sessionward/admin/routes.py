@@ -25,5 +25,3 @@ async def user_sessions(user_id: UserPath, ctx: Ctx, _: Admin) -> JSON:
 async def revoke_user_sessions(user_id: UserPath, ctx: Ctx, caller: Admin) -> JSON:
     count = await sessions.admin_revoke_all(ctx, user_id=user_id, admin_id=caller.user_id)
     return ok({"revoked": count}, message=f"Revoked {count} sessions successfully")
-
-

@@ -3,22 +3,20 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, insert, select
+from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from sessionward.audit.tables import audit_events
+from sessionward.db import Record
 
 
 async def insert_event(conn: AsyncConnection, **values: Any) -> None:
     await conn.execute(insert(audit_events).values(**values))
 
 
-async def list_events(
-    conn: AsyncConnection, *, user_id: int, limit: int, before: int | None
-) -> Sequence[Row[tuple[Any, ...]]]:
+async def list_events(conn: AsyncConnection, *, user_id: int, limit: int, before: int | None) -> Sequence[Record]:
     stmt = select(
         audit_events.c.id,
         audit_events.c.type,

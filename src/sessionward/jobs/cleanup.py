@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 from sqlalchemy import ColumnElement, Table, delete, or_, select, update
@@ -60,6 +61,10 @@ async def _in_batches(
             return total
 
 
+def _delete(table: Table, where: Any) -> Any:
+    return delete(table).where(where)
+
+
 def _quiet(_: str, __: int) -> None:
     return None
 
@@ -69,7 +74,7 @@ async def cleanup(ctx: Context, *, progress: Progress = _quiet) -> dict[str, int
     now = ctx.clock.now()
     counts: dict[str, int] = {}
     for name, table, key, condition in _plans(ctx, now):
-        counts[name] = await _in_batches(ctx, name, key, condition, lambda where, t=table: delete(t).where(where), progress)
+        counts[name] = await _in_batches(ctx, name, key, condition, partial(_delete, table), progress)
     # A sealed successor is needed only within the reuse interval.
     sealed = refresh_tokens.c.successor_sealed.is_not(None) & (
         refresh_tokens.c.rotated_at < now - ctx.settings.refresh_token_reuse_interval

@@ -42,5 +42,3 @@ def upgrade_sync(url: str, revision: str = "head") -> None:
             await db.dispose()
 
     asyncio.run(main())
-
-

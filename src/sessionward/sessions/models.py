@@ -73,5 +73,3 @@ class RevokedCount(BaseModel):
 
 class AdminSessions(BaseModel):
     sessions: list[SessionOut]
-
-

@@ -51,7 +51,9 @@ async def login(ctx: Context, *, email: str, password: str, device: Device) -> L
         pair = await tokens.issue_first(
             ctx, tx.conn, user_id=user.id, session_id=session_id, session_expires_at=expires_at, now=now
         )
-        await record(tx.conn, user_id=user.id, type=EventType.LOGIN_SUCCEEDED, now=now, session_id=session_id, device=device)
+        await record(
+            tx.conn, user_id=user.id, type=EventType.LOGIN_SUCCEEDED, now=now, session_id=session_id, device=device
+        )
         over = await store.over_cap(
             tx.conn,
             user_id=user.id,
@@ -142,7 +144,12 @@ async def logout(ctx: Context, principal: Principal, *, session_id: str | None, 
         await tokens.blacklist(ctx, tx, principal, reason="logout", now=now)
         details = {"all": True} if everywhere else None
         await record(
-            tx.conn, user_id=principal.user_id, type=EventType.LOGOUT, now=now, session_id=principal.session_id, details=details
+            tx.conn,
+            user_id=principal.user_id,
+            type=EventType.LOGOUT,
+            now=now,
+            session_id=principal.session_id,
+            details=details,
         )
 
 
@@ -182,6 +189,10 @@ async def admin_revoke_all(ctx: Context, *, user_id: int, admin_id: int) -> int:
         ended = await tokens.end_sessions(ctx, tx, user_id=user_id, reason="admin", now=now)
         if ended:
             await record(
-                tx.conn, user_id=user_id, type=EventType.SESSIONS_REVOKED, now=now, details={"revoked": len(ended), "by_admin": admin_id}
+                tx.conn,
+                user_id=user_id,
+                type=EventType.SESSIONS_REVOKED,
+                now=now,
+                details={"revoked": len(ended), "by_admin": admin_id},
             )
     return len(ended)

@@ -6,9 +6,10 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Row, and_, insert, select, update
+from sqlalchemy import ColumnElement, and_, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from sessionward.db import Record
 from sessionward.sessions.tables import sessions
 from sessionward.users.tables import users
 
@@ -56,7 +57,7 @@ async def insert_session(
 
 async def touch_for_refresh(
     conn: AsyncConnection, *, session_id: str, now: datetime, idle_cutoff: datetime
-) -> Row[tuple[Any, ...]] | None:
+) -> Record | None:
     """Mark the session used now, if it is active; its owner, expiry, device and recorded IP."""
     stmt = (
         update(sessions)
@@ -76,7 +77,7 @@ async def touch(conn: AsyncConnection, *, session_id: str, now: datetime) -> Non
     await conn.execute(stmt.values(last_activity=now))
 
 
-async def state(conn: AsyncConnection, session_id: str) -> Row[tuple[Any, ...]] | None:
+async def state(conn: AsyncConnection, session_id: str) -> Record | None:
     """What verifying an access token needs: the session's state and its user's public fields."""
     stmt = select(
         sessions.c.user_id,
@@ -92,9 +93,7 @@ async def state(conn: AsyncConnection, session_id: str) -> Row[tuple[Any, ...]] 
     return (await conn.execute(stmt.where(sessions.c.id == session_id))).first()
 
 
-async def list_active(
-    conn: AsyncConnection, *, user_id: int, now: datetime, idle_cutoff: datetime
-) -> Sequence[Row[tuple[Any, ...]]]:
+async def list_active(conn: AsyncConnection, *, user_id: int, now: datetime, idle_cutoff: datetime) -> Sequence[Record]:
     stmt = (
         select(*_LISTED)
         .where(sessions.c.user_id == user_id, _active(now, idle_cutoff))
@@ -131,9 +130,7 @@ async def find_active(
     return (await conn.execute(stmt)).first() is not None
 
 
-async def over_cap(
-    conn: AsyncConnection, *, user_id: int, now: datetime, idle_cutoff: datetime, cap: int
-) -> list[str]:
+async def over_cap(conn: AsyncConnection, *, user_id: int, now: datetime, idle_cutoff: datetime, cap: int) -> list[str]:
     """Active sessions beyond the cap, least recently active first to go (the older one on a tie)."""
     stmt = (
         select(sessions.c.id)

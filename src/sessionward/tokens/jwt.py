@@ -86,7 +86,14 @@ class AccessTokens:
 
 def _claims(claims: dict[str, Any], *, now: datetime) -> AccessClaims:
     sub, sid, jti, exp, iat = (claims[name] for name in ("sub", "sid", "jti", "exp", "iat"))
-    if not (isinstance(sub, str) and sub.isascii() and sub.isdigit() and len(sub) < 19 and isinstance(sid, str) and isinstance(jti, str)):
+    if not (
+        isinstance(sub, str)
+        and sub.isascii()
+        and sub.isdigit()
+        and len(sub) < 19
+        and isinstance(sid, str)
+        and isinstance(jti, str)
+    ):
         raise invalid_token()
     if not (isinstance(exp, int) and isinstance(iat, int)) or isinstance(exp, bool) or isinstance(iat, bool):
         raise invalid_token()

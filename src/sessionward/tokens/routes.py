@@ -45,7 +45,8 @@ async def revoke(request: Request, ctx: Ctx) -> JSON:
     except (UnicodeDecodeError, ValueError):
         raise validation("token", "Body must be form-encoded") from None
     token = (form.get("token") or [""])[0]
-    hint = (form.get("token_type_hint") or [None])[0]
+    hints = form.get("token_type_hint")
+    hint = hints[0] if hints else None
     if not token or len(token) > 4096:
         raise validation("token", "Token is required")
     await service.revoke_presented(ctx, token=token, hint=hint)

@@ -6,14 +6,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from sessionward.audit.service import EventType, record
 from sessionward.clock import iso
 from sessionward.config import IpValidation
 from sessionward.context import Context
-from sessionward.db import Transaction
+from sessionward.db import Record, Transaction
 from sessionward.errors import AppError, invalid_token
 from sessionward.sessions import store as sessions_store
 from sessionward.sessions.devices import Device, same_device_family
@@ -133,16 +132,19 @@ async def _refresh(
     # Lost, already rotated, unknown, or from another device: rules 1-4 of API.md decide first.
     row = await store.with_successor(conn, token_hash)
     verdict = _classify(ctx, row, session_id=session_id, now=now)
+    if row is None or verdict == "invalid":
+        raise _Refused()
     if verdict == "reuse":
-        assert row is not None
         await end_sessions(ctx, tx, user_id=row.user_id, only=[session_id], reason="refresh_token_reused", now=now)
         await record(
-            conn, user_id=row.user_id, type=EventType.REFRESH_TOKEN_REUSED, now=now, session_id=session_id, device=device
+            conn,
+            user_id=row.user_id,
+            type=EventType.REFRESH_TOKEN_REUSED,
+            now=now,
+            session_id=session_id,
+            device=device,
         )
         return _Reused()
-    if verdict == "invalid":
-        raise _Refused()
-    assert row is not None
     if mismatch is not None:
         raise _Refused(mismatch[0], session.user_id, mismatch[1])
     if verdict != "grace":
@@ -159,7 +161,7 @@ async def _rotate_or_keep(
     conn: AsyncConnection,
     presented: str,
     token_hash: str,
-    session: Row[tuple[Any, ...]],
+    session: Record,
     *,
     session_id: str,
     now: datetime,
@@ -193,7 +195,7 @@ async def _rotate_or_keep(
     return TokenPair(access, successor, _seconds(expires_at, now))
 
 
-def _classify(ctx: Context, row: Row[tuple[Any, ...]] | None, *, session_id: str, now: datetime) -> str:
+def _classify(ctx: Context, row: Record | None, *, session_id: str, now: datetime) -> str:
     """``live``: not rotated (left alone because of a device mismatch). ``grace``: the immediate parent
     of the live token, rotated within the interval. ``reuse``: any other rotated token of this session
     (RFC 9700 §4.14.2: a rotated token presented again means two holders). ``invalid``: the rest."""
@@ -211,25 +213,40 @@ def _classify(ctx: Context, row: Row[tuple[Any, ...]] | None, *, session_id: str
     return "grace" if live_child and in_grace and row.successor_sealed is not None else "reuse"
 
 
-def _client_mismatch(
-    ctx: Context, session: Row[tuple[Any, ...]], device: Device
-) -> tuple[EventType, dict[str, Any]] | None:
+def _client_mismatch(ctx: Context, session: Record, device: Device) -> tuple[EventType, dict[str, Any]] | None:
     if ctx.settings.device_fingerprinting and not same_device_family(session.device_info, device):
         recorded = {"browser": session.device_info.get("browser"), "os": session.device_info.get("os")}
-        return EventType.DEVICE_MISMATCH, {"expected": recorded, "presented": {"browser": device.browser, "os": device.os}}
+        return EventType.DEVICE_MISMATCH, {
+            "expected": recorded,
+            "presented": {"browser": device.browser, "os": device.os},
+        }
     if ctx.settings.session_ip_validation is IpValidation.STRICT and session.ip_address != device.ip:
         return EventType.IP_CHANGED, {"from": session.ip_address, "to": device.ip, "refused": True}
     return None
 
 
 async def _note_ip_change(
-    ctx: Context, conn: AsyncConnection, session: Row[tuple[Any, ...]], *, session_id: str, device: Device, now: datetime
+    ctx: Context,
+    conn: AsyncConnection,
+    session: Record,
+    *,
+    session_id: str,
+    device: Device,
+    now: datetime,
 ) -> None:
     if ctx.settings.session_ip_validation is IpValidation.OFF or session.ip_address == device.ip:
         return
     await sessions_store.set_ip(conn, session_id=session_id, ip=device.ip)
     details = {"from": session.ip_address, "to": device.ip}
-    await record(conn, user_id=session.user_id, type=EventType.IP_CHANGED, now=now, session_id=session_id, device=device, details=details)
+    await record(
+        conn,
+        user_id=session.user_id,
+        type=EventType.IP_CHANGED,
+        now=now,
+        session_id=session_id,
+        device=device,
+        details=details,
+    )
 
 
 # ---------------------------------------------------------------- revocation
@@ -296,7 +313,9 @@ async def _load_state(ctx: Context, session_id: str) -> SessionState:
         jtis = await store.blacklisted(conn, session_id) if row is not None else set()
     if row is None:
         # Gone (erased or cleaned up): remembered as revoked, so a flood of such tokens stays cheap.
-        state = SessionState(user_id=0, expires_at=ctx.clock.now(), last_activity=ctx.clock.now(), revoked=True, user={})
+        state = SessionState(
+            user_id=0, expires_at=ctx.clock.now(), last_activity=ctx.clock.now(), revoked=True, user={}
+        )
     else:
         user = {
             "id": row.user_id,
@@ -325,7 +344,14 @@ async def revoke_presented(ctx: Context, *, token: str, hint: str | None) -> Non
                         ctx, tx, user_id=owner.user_id, only=[owner.session_id], reason="token_revoked", now=now
                     )
                     if ended:
-                        await record(tx.conn, user_id=owner.user_id, type=EventType.TOKEN_REVOKED, now=now, session_id=owner.session_id, details={"token_type": "refresh_token"})
+                        await record(
+                            tx.conn,
+                            user_id=owner.user_id,
+                            type=EventType.TOKEN_REVOKED,
+                            now=now,
+                            session_id=owner.session_id,
+                            details={"token_type": "refresh_token"},
+                        )
                 return
         else:
             try:

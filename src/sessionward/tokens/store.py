@@ -6,11 +6,12 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, insert, select, update
+from sqlalchemy import insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.orm import aliased
 
+from sessionward.db import Record
 from sessionward.tokens.tables import refresh_tokens, token_blacklist
 
 _child = aliased(refresh_tokens, name="child")
@@ -51,7 +52,7 @@ def _live(token_hash: str, session_id: str, now: datetime) -> tuple[Any, ...]:
 
 async def rotate(
     conn: AsyncConnection, *, token_hash: str, session_id: str, now: datetime, sealed: bytes
-) -> Row[tuple[Any, ...]] | None:
+) -> Record | None:
     """Retire the live token, keeping its successor sealed; ``None`` if it was not live (one winner)."""
     stmt = (
         update(refresh_tokens)
@@ -62,15 +63,13 @@ async def rotate(
     return (await conn.execute(stmt)).first()
 
 
-async def live(
-    conn: AsyncConnection, *, token_hash: str, session_id: str, now: datetime
-) -> Row[tuple[Any, ...]] | None:
+async def live(conn: AsyncConnection, *, token_hash: str, session_id: str, now: datetime) -> Record | None:
     """The live token (rotation off: it stays valid); its expiry."""
     stmt = select(refresh_tokens.c.expires_at).where(*_live(token_hash, session_id, now))
     return (await conn.execute(stmt)).first()
 
 
-async def with_successor(conn: AsyncConnection, token_hash: str) -> Row[tuple[Any, ...]] | None:
+async def with_successor(conn: AsyncConnection, token_hash: str) -> Record | None:
     """A presented token that did not rotate: its state and that of its successor, if any."""
     stmt = (
         select(
@@ -91,7 +90,7 @@ async def with_successor(conn: AsyncConnection, token_hash: str) -> Row[tuple[An
     return (await conn.execute(stmt)).first()
 
 
-async def owner(conn: AsyncConnection, token_hash: str) -> Row[tuple[Any, ...]] | None:
+async def owner(conn: AsyncConnection, token_hash: str) -> Record | None:
     stmt = select(refresh_tokens.c.session_id, refresh_tokens.c.user_id)
     return (await conn.execute(stmt.where(refresh_tokens.c.token_hash == token_hash))).first()
 

@@ -5,20 +5,20 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from sessionward.audit.service import EventType, record
 from sessionward.clock import iso
 from sessionward.context import Context
+from sessionward.db import Record
 from sessionward.errors import AppError, ErrorCode, validation
 from sessionward.sessions.devices import Device
 from sessionward.users import store
 from sessionward.users.models import Role
 
 
-def public(row: Row[tuple[Any, ...]]) -> dict[str, Any]:
+def public(row: Record) -> dict[str, Any]:
     """The ``user`` object of API.md."""
     return {
         "id": row.id,
@@ -72,16 +72,16 @@ async def register(ctx: Context, *, email: str, password: str, name: str | None,
     return await create(ctx, email=email, password=password, name=name, device=device)
 
 
-async def authenticate(ctx: Context, *, email: str, password: str) -> Row[tuple[Any, ...]]:
+async def authenticate(ctx: Context, *, email: str, password: str) -> Record:
     """The user with these credentials; the same ``401`` and about the same time for both failures."""
     async with ctx.db.read() as conn:
         row = await store.by_email(conn, email.strip().lower())
-    if not await ctx.passwords.verify(row.password_hash if row else None, password):
+    matches = await ctx.passwords.verify(row.password_hash if row else None, password)
+    if row is None or not matches:
         if row is not None:
             async with ctx.db.transaction() as tx:
                 await record(tx.conn, user_id=row.id, type=EventType.LOGIN_FAILED, now=ctx.clock.now())
         raise AppError(ErrorCode.INVALID_CREDENTIALS, "Incorrect email or password")
-    assert row is not None  # verify() is False without a hash
     if ctx.settings.require_email_verification and row.email_verified_at is None:
         raise AppError(ErrorCode.FORBIDDEN, "Email address not verified")
     if ctx.passwords.needs_rehash(row.password_hash):

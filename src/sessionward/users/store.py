@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Row, delete, insert, select, update
+from sqlalchemy import delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from sessionward.db import Record
 from sessionward.users.tables import users
 
 _PUBLIC = (users.c.id, users.c.email, users.c.name, users.c.role, users.c.email_verified_at, users.c.created_at)
@@ -21,7 +22,7 @@ async def insert_user(
     role: str,
     verified_at: datetime | None,
     now: datetime,
-) -> Row[tuple[object, ...]]:
+) -> Record:
     stmt = (
         insert(users)
         .values(
@@ -38,12 +39,12 @@ async def insert_user(
     return (await conn.execute(stmt)).one()
 
 
-async def by_email(conn: AsyncConnection, email: str) -> Row[tuple[object, ...]] | None:
+async def by_email(conn: AsyncConnection, email: str) -> Record | None:
     stmt = select(*_PUBLIC, users.c.password_hash).where(users.c.email == email)
     return (await conn.execute(stmt)).first()
 
 
-async def by_id(conn: AsyncConnection, user_id: int, *, for_update: bool = False) -> Row[tuple[object, ...]] | None:
+async def by_id(conn: AsyncConnection, user_id: int, *, for_update: bool = False) -> Record | None:
     stmt = select(*_PUBLIC, users.c.password_hash).where(users.c.id == user_id)
     if for_update:
         stmt = stmt.with_for_update()

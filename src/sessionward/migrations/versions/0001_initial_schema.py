@@ -51,9 +51,7 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("audit_events", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_audit_events_at"), ["at"], unique=False)
-        batch_op.create_index(
-            batch_op.f("ix_audit_events_user_id_id"), ["user_id", "id"], unique=False
-        )
+        batch_op.create_index(batch_op.f("ix_audit_events_user_id_id"), ["user_id", "id"], unique=False)
 
     op.create_table(
         "sessions",
@@ -76,9 +74,7 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_sessions")),
     )
     with op.batch_alter_table("sessions", schema=None) as batch_op:
-        batch_op.create_index(
-            batch_op.f("ix_sessions_expires_at"), ["expires_at"], unique=False
-        )
+        batch_op.create_index(batch_op.f("ix_sessions_expires_at"), ["expires_at"], unique=False)
         batch_op.create_index(
             batch_op.f("ix_sessions_user_id_revoked_at"),
             ["user_id", "revoked_at"],
@@ -102,12 +98,8 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("jti", name=op.f("pk_token_blacklist")),
     )
     with op.batch_alter_table("token_blacklist", schema=None) as batch_op:
-        batch_op.create_index(
-            batch_op.f("ix_token_blacklist_expires_at"), ["expires_at"], unique=False
-        )
-        batch_op.create_index(
-            batch_op.f("ix_token_blacklist_session_id"), ["session_id"], unique=False
-        )
+        batch_op.create_index(batch_op.f("ix_token_blacklist_expires_at"), ["expires_at"], unique=False)
+        batch_op.create_index(batch_op.f("ix_token_blacklist_session_id"), ["session_id"], unique=False)
 
     op.create_table(
         "refresh_tokens",
@@ -138,15 +130,9 @@ def upgrade() -> None:
         sa.UniqueConstraint("token_hash", name=op.f("uq_refresh_tokens_token_hash")),
     )
     with op.batch_alter_table("refresh_tokens", schema=None) as batch_op:
-        batch_op.create_index(
-            batch_op.f("ix_refresh_tokens_expires_at"), ["expires_at"], unique=False
-        )
-        batch_op.create_index(
-            batch_op.f("ix_refresh_tokens_parent_id"), ["parent_id"], unique=False
-        )
-        batch_op.create_index(
-            batch_op.f("ix_refresh_tokens_session_id"), ["session_id"], unique=False
-        )
+        batch_op.create_index(batch_op.f("ix_refresh_tokens_expires_at"), ["expires_at"], unique=False)
+        batch_op.create_index(batch_op.f("ix_refresh_tokens_parent_id"), ["parent_id"], unique=False)
+        batch_op.create_index(batch_op.f("ix_refresh_tokens_session_id"), ["session_id"], unique=False)
 
 
 def downgrade() -> None:

@@ -1,0 +1,152 @@
+"""Resources for the tests: a migrated SQLite file per test, a frozen clock, the app over ASGI."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from sessionward.app import create_app
+from sessionward.clock import FrozenClock
+from sessionward.config import Settings, load_settings
+from sessionward.context import Context
+from sessionward.migrations import upgrade_sync
+
+FIREFOX_LINUX = "Mozilla/5.0 (X11; Ubuntu; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.0"
+CHROME_WINDOWS = (
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36"
+)
+PASSWORD = "correct horse battery"
+API = "/api/v1/auth"
+
+# Cheap argon2 for tests: the parameters, not the algorithm, make it slow.
+TEST_ENV = {
+    "ARGON2_MEMORY_KIB": "1024",
+    "ARGON2_TIME_COST": "1",
+    "ARGON2_PARALLELISM": "1",
+    "CLEANUP_SCHEDULE": "off",
+    "JWT_SECRET": "test-secret-with-at-least-32-bytes-of-entropy",
+}
+
+
+@pytest.fixture(autouse=True)
+def _clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Settings come only from what a test sets: no developer .env, no stray variables."""
+    monkeypatch.chdir(tmp_path)
+    for name in Settings.model_fields:
+        monkeypatch.delenv(name.upper(), raising=False)
+    for name, value in TEST_ENV.items():
+        monkeypatch.setenv(name, value)
+
+
+@pytest.fixture(scope="session")
+def migrated_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("template") / "template.db"
+    upgrade_sync(f"sqlite:///{path}")
+    return path
+
+
+@pytest.fixture
+def database_url(tmp_path: Path, migrated_template: Path) -> str:
+    path = tmp_path / "var" / "sessionward.db"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy(migrated_template, path)
+    return f"sqlite:///{path}"
+
+
+@pytest.fixture
+def clock() -> FrozenClock:
+    return FrozenClock()
+
+
+@pytest.fixture
+def make_settings(tmp_path: Path, database_url: str) -> Callable[..., Settings]:
+    def make(**overrides: Any) -> Settings:
+        return load_settings(database_url=database_url, data_dir=tmp_path / "var", **overrides)
+
+    return make
+
+
+@pytest.fixture
+def settings_overrides() -> dict[str, Any]:
+    """Override in a test module (or with ``@pytest.mark.parametrize``) to change the settings."""
+    return {}
+
+
+@pytest.fixture
+async def ctx(
+    make_settings: Callable[..., Settings], settings_overrides: dict[str, Any], clock: FrozenClock
+) -> AsyncIterator[Context]:
+    context = Context.build(make_settings(**settings_overrides), clock=clock)
+    yield context
+    await context.close()
+
+
+@pytest.fixture
+async def client(ctx: Context) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=create_app(ctx), client=("203.0.113.7", 50000))
+    async with httpx.AsyncClient(
+        transport=transport, base_url="http://testserver", headers={"user-agent": FIREFOX_LINUX}
+    ) as c:
+        yield c
+
+
+@dataclass
+class Login:
+    user_id: int
+    email: str
+    access: str
+    refresh: str
+    session_id: str
+    body: dict[str, Any]
+
+    @property
+    def auth(self) -> dict[str, str]:
+        return {"authorization": f"Bearer {self.access}"}
+
+
+class Users:
+    """Factory: accounts and logins over the API."""
+
+    def __init__(self, client: httpx.AsyncClient) -> None:
+        self.client = client
+        self.count = 0
+
+    async def register(self, email: str | None = None, password: str = PASSWORD) -> str:
+        self.count += 1
+        email = email or f"user{self.count}@example.com"
+        response = await self.client.post(f"{API}/register", json={"email": email, "password": password})
+        assert response.status_code == 201, response.text
+        return email
+
+    async def login(self, email: str, password: str = PASSWORD, *, user_agent: str = FIREFOX_LINUX) -> Login:
+        response = await self.client.post(
+            f"{API}/login", json={"email": email, "password": password}, headers={"user-agent": user_agent}
+        )
+        assert response.status_code == 200, response.text
+        data = response.json()["data"]
+        return Login(
+            user_id=data["user"]["id"],
+            email=email,
+            access=data["tokens"]["access"]["token"],
+            refresh=data["tokens"]["refresh"]["token"],
+            session_id=data["session"]["id"],
+            body=data,
+        )
+
+    async def signed_in(self, **kwargs: Any) -> Login:
+        return await self.login(await self.register(), **kwargs)
+
+
+@pytest.fixture
+def users(client: httpx.AsyncClient) -> Users:
+    return Users(client)
+
+
+async def refresh(client: httpx.AsyncClient, token: str, session_id: str, **kwargs: Any) -> httpx.Response:
+    return await client.post(f"{API}/refresh", json={"refresh_token": token, "session_id": session_id}, **kwargs)
