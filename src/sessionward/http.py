@@ -23,7 +23,8 @@ def ok(data: Any = None, *, message: str | None = None, status: int = 200) -> JS
         body["message"] = message
     if data is not None:
         body["data"] = data
-    return JSON(body, status_code=status)
+    # RFC 6749 §5.1: responses that carry tokens (or session lists) are never cached.
+    return JSON(body, status_code=status, headers={"Cache-Control": "no-store"})
 
 
 def failure(error: AppError) -> JSON:

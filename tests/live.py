@@ -1,0 +1,65 @@
+"""`sessionward serve` as a real process, for the tests that need one."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from tests.conftest import TEST_ENV
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class LiveServer:
+    def __init__(self, folder: Path, *, workers: int = 1, env: dict[str, str] | None = None) -> None:
+        self.folder = folder
+        self.port = free_port()
+        self.workers = workers
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        self.log = folder / "server.log"
+        self.env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith(("JWT_", "DATABASE_", "DATA_DIR"))},
+            **TEST_ENV,
+            "DATABASE_URL": f"sqlite:///{folder / 'var' / 'sessionward.db'}",
+            "DATA_DIR": str(folder / "var"),
+            **(env or {}),
+        }
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 20.0) -> LiveServer:
+        command = [sys.executable, "-m", "sessionward", "serve", "--port", str(self.port)]
+        command += ["--workers", str(self.workers)]
+        with self.log.open("ab") as log:
+            self.process = subprocess.Popen(command, cwd=self.folder, env=self.env, stdout=log, stderr=log)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"server exited with {self.process.returncode}: {self.log.read_text()[-2000:]}")
+            try:
+                if httpx.get(f"{self.base_url}/readyz", timeout=1).status_code == 200:
+                    return self
+            except httpx.TransportError:
+                time.sleep(0.1)
+        raise RuntimeError("server did not become ready")
+
+    def stop(self, sig: signal.Signals = signal.SIGTERM) -> None:
+        if self.process is None:
+            return
+        if sig is signal.SIGKILL and self.workers > 1:
+            os.killpg(self.process.pid, sig)  # pragma: no cover - the multi-worker tests use it
+        else:
+            self.process.send_signal(sig)
+        self.process.wait(timeout=20)
+        self.process = None
