@@ -78,6 +78,16 @@ def parse_device(user_agent: str | None, ip: str | None) -> Device:
     return Device(user_agent, ip, browser, os_name, _device_type(user_agent, os_name, parsed.device.family))
 
 
+_LINUX = {"Linux", "Ubuntu", "Fedora", "Debian"}
+
+
+def _os_family(name: object) -> object:
+    # Firefox names the distribution only sometimes: any Linux is one family.
+    return "Linux" if name in _LINUX else name
+
+
 def same_device_family(recorded: dict[str, object], presented: Device) -> bool:
     """A refresh from another browser or OS family than the session's is not the same device."""
-    return recorded.get("browser") == presented.browser and recorded.get("os") == presented.os
+    return recorded.get("browser") == presented.browser and _os_family(recorded.get("os")) == _os_family(
+        presented.os
+    )

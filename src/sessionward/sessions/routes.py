@@ -2,10 +2,11 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Header, Path
+from fastapi import APIRouter, Body, Header, Path, Request
 
 from sessionward.audit.service import EventType
 from sessionward.deps import Caller, ClientDevice, Ctx
+from sessionward.errors import validation
 from sessionward.http import JSON, ok
 from sessionward.schemas import Message, Success, errors
 from sessionward.sessions import service
@@ -28,9 +29,8 @@ async def login(body: LoginRequest, ctx: Ctx, device: ClientDevice) -> JSON:
 
 
 @router.get("/sessions", response_model=Success[DeviceList], responses=errors(401))
-async def list_sessions(
-    caller: Caller, ctx: Ctx, x_session_id: Annotated[str | None, Header(max_length=128)] = None
-) -> JSON:
+async def list_sessions(caller: Caller, ctx: Ctx, x_session_id: Annotated[str | None, Header()] = None) -> JSON:
+    # API.md: a header that names no session of the caller is ignored, whatever it holds (never a 400).
     return ok(await service.device_list(ctx, caller, header_session=x_session_id))
 
 
@@ -47,7 +47,12 @@ async def revoke_other_sessions(caller: Caller, ctx: Ctx) -> JSON:
 
 
 @router.post("/logout", response_model=Message, responses=errors(401, 404))
-async def logout(caller: Caller, ctx: Ctx, body: Annotated[LogoutRequest | None, Body()] = None) -> JSON:
+async def logout(
+    request: Request, caller: Caller, ctx: Ctx, body: Annotated[LogoutRequest | None, Body()] = None
+) -> JSON:
+    if body is None and (await request.body()).strip():
+        # A JSON ``null`` arrives here as no body; it is not an object, and must not mean ``{}``.
+        raise validation("body", "Request body must be a JSON object")
     body = body or LogoutRequest()
     await service.logout(ctx, caller, session_id=body.session_id, everywhere=body.logout_all)
     return ok(message="Successfully logged out")

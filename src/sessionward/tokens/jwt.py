@@ -40,7 +40,7 @@ class AccessTokens:
         self.lifetime = lifetime
 
     def issue(self, *, user_id: int, session_id: str, now: datetime) -> IssuedAccess:
-        keyset = self.keys.current
+        keyset = self.keys.current(now=now)
         jti = new_jti()
         claims = {
             "iss": self.issuer,
@@ -63,7 +63,7 @@ class AccessTokens:
             claims = jwt.decode(
                 token,
                 key,
-                algorithms=[self.keys.current.algorithm],
+                algorithms=[self.keys.algorithm],
                 audience=self.audience,
                 issuer=self.issuer,
                 # Time is checked below against our clock; PyJWT would read the wall clock.
@@ -75,7 +75,7 @@ class AccessTokens:
 
     def _key_for(self, header: dict[str, Any], *, now: datetime) -> Any:
         # RFC 8725 §3.11 explicit typing; §3.1 only the configured algorithm. jku/jwk/x5u are never read.
-        if header.get("typ") != TYP or header.get("alg") != self.keys.current.algorithm:
+        if header.get("typ") != TYP or header.get("alg") != self.keys.algorithm:
             raise invalid_token()
         kid = header.get("kid")
         key = self.keys.verification_key(kid, now=now) if isinstance(kid, str) else None
@@ -100,4 +100,8 @@ def _claims(claims: dict[str, Any], *, now: datetime) -> AccessClaims:
     stamp = now.timestamp()
     if exp <= stamp - LEEWAY_SECONDS or iat > stamp + LEEWAY_SECONDS:
         raise invalid_token()
-    return AccessClaims(int(sub), sid, jti, datetime.fromtimestamp(exp, tz=now.tzinfo))
+    try:
+        expires_at = datetime.fromtimestamp(exp, tz=now.tzinfo)
+    except (OverflowError, OSError, ValueError):  # an exp past year 9999: never a 5xx
+        raise invalid_token() from None
+    return AccessClaims(int(sub), sid, jti, expires_at)

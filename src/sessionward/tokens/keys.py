@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 
 PrivateKey = ed25519.Ed25519PrivateKey | ec.EllipticCurvePrivateKey
 _RELOAD_EVERY_SECONDS = 5.0
+_REFRESH_EVERY_SECONDS = 60.0
 
 
 class KeysError(Exception):
@@ -189,17 +190,27 @@ def rotate_keys(settings: Settings, *, now: datetime) -> tuple[str, str | None]:
 
 
 class Keys:
-    """The key set in use, reloaded from disk when a token names a ``kid`` we do not know yet."""
+    """The key set in use. Re-read from disk every minute (a ``keys rotate`` reaches running processes,
+    and retired keys leave the JWKS on time), and at once (at most every 5 s) when a token names a
+    ``kid`` this process does not know yet."""
 
     def __init__(self, settings: Settings, *, now: datetime) -> None:
         self._settings = settings
-        self.current = load_keys(settings, now=now)
-        self._reloaded_at = time.monotonic()
+        self.algorithm: str = settings.jwt_algorithm
+        self._load(now)
+
+    def _load(self, now: datetime) -> KeySet:
+        self._current = load_keys(self._settings, now=now)
+        self._loaded_at = time.monotonic()
+        return self._current
+
+    def current(self, *, now: datetime) -> KeySet:
+        if time.monotonic() - self._loaded_at > _REFRESH_EVERY_SECONDS:
+            return self._load(now)
+        return self._current
 
     def verification_key(self, kid: str, *, now: datetime) -> Any | None:
-        key = self.current.verification_keys.get(kid)
-        if key is None and time.monotonic() - self._reloaded_at > _RELOAD_EVERY_SECONDS:
-            self._reloaded_at = time.monotonic()
-            self.current = load_keys(self._settings, now=now)
-            key = self.current.verification_keys.get(kid)
+        key = self.current(now=now).verification_keys.get(kid)
+        if key is None and time.monotonic() - self._loaded_at > _RELOAD_EVERY_SECONDS:
+            key = self._load(now).verification_keys.get(kid)
         return key

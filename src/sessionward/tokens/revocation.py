@@ -55,6 +55,12 @@ class RevocationCache:
             self._states.clear()
         self._states[session_id] = state
 
+    def touch(self, session_id: str, now: datetime) -> None:
+        """Activity written elsewhere (a refresh): the cached state must not go on thinking the session idle."""
+        state = self._states.get(session_id)
+        if state is not None and state.last_activity < now:
+            state.last_activity = now
+
     def revoke_sessions(self, session_ids: Iterable[str]) -> None:
         now = self._prune()
         for session_id in session_ids:

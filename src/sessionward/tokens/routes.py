@@ -55,4 +55,4 @@ async def revoke(request: Request, ctx: Ctx) -> JSON:
 
 @router.get("/.well-known/jwks.json", response_model=Jwks)
 async def jwks(ctx: Ctx) -> JSON:
-    return JSON(ctx.access.keys.current.jwks(), headers={"Cache-Control": "public, max-age=300"})
+    return JSON(ctx.access.keys.current(now=ctx.clock.now()).jwks(), headers={"Cache-Control": "public, max-age=300"})

@@ -122,6 +122,8 @@ async def _refresh(
     )
     if session is None:
         raise _Refused()
+    # The refresh is activity: access checks read the cached state, so it learns once this commits.
+    tx.after_commit.append(lambda: ctx.cache.touch(session_id, now))
     token_hash = hash_token(presented)
     mismatch = _client_mismatch(ctx, session, device)
     if mismatch is None:
@@ -358,6 +360,9 @@ async def revoke_presented(ctx: Context, *, token: str, hint: str | None) -> Non
                 claims = ctx.access.verify(token, now=now)
             except AppError:  # RFC 7009 §2.2: an invalid token is answered 200 all the same
                 continue
+            state = ctx.cache.get(claims.session_id) or await _load_state(ctx, claims.session_id)
+            if state.revoked or state.user_id != claims.user_id:
+                return  # already dead with its session (or its account: no row to blacklist against)
             async with ctx.db.transaction() as tx:
                 principal = Principal(claims.user_id, claims.session_id, claims.jti, claims.expires_at, {})
                 await blacklist(ctx, tx, principal, reason="token_revoked", now=now)

@@ -15,4 +15,6 @@ users = Table(
     Column("email_verified_at", UTCDateTime, nullable=True),
     Column("created_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
+    # A user id is a JWT `sub`, never reassigned (OpenID Connect Core §2): no reuse after an erasure.
+    sqlite_autoincrement=True,
 )

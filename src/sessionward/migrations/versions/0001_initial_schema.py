@@ -30,6 +30,8 @@ def upgrade() -> None:
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_users")),
         sa.UniqueConstraint("email", name=op.f("uq_users_email")),
+        # A user id is a JWT `sub`: never reassigned after an erasure (SQLite would reuse the highest).
+        sqlite_autoincrement=True,
     )
     op.create_table(
         "audit_events",
