@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import codecs
 import logging
 import re
 import secrets
@@ -22,7 +23,7 @@ from sessionward.admin.routes import router as admin_router
 from sessionward.audit.routes import router as audit_router
 from sessionward.config import Settings, load_settings
 from sessionward.context import Context
-from sessionward.errors import AppError, ErrorCode
+from sessionward.errors import AppError, ErrorCode, validation
 from sessionward.http import JSON, failure, server_error
 from sessionward.jobs.scheduler import run_schedule
 from sessionward.sessions.routes import router as sessions_router
@@ -111,21 +112,35 @@ class Pipeline:
             logs.request_id.reset(token)
 
 
-class _BodyTooLarge(Exception):
-    pass
+class _BodyRejected(HTTPException):
+    """Raised while the body is read; an HTTPException because FastAPI re-raises those as they are
+    (anything else it turns into a bare 400)."""
+
+    def __init__(self, error: AppError) -> None:
+        super().__init__(error.status, error.message)
+        self.error = error
 
 
 def _limited(receive: Receive) -> Receive:
-    """Counts the bytes of a body that came without (or with a lying) Content-Length."""
+    """Counts the bytes of a body that came without (or with a lying) Content-Length, and insists on
+    UTF-8 without NUL bytes (RFC 8259 §8.1: the stdlib parser would also take UTF-16 and UTF-32)."""
     seen = 0
+    utf8 = codecs.getincrementaldecoder("utf-8")()
 
     async def guarded() -> Message:
         nonlocal seen
         message = await receive()
         if message["type"] == "http.request":
-            seen += len(message.get("body", b""))
+            chunk = message.get("body", b"")
+            seen += len(chunk)
             if seen > MAX_BODY:
-                raise _BodyTooLarge
+                raise _BodyRejected(AppError(ErrorCode.PAYLOAD_TOO_LARGE, "Request body is larger than 64 KiB"))
+            try:
+                utf8.decode(chunk, final=not message.get("more_body", False))
+            except UnicodeDecodeError:
+                raise _BodyRejected(validation("body", "Request body is not valid UTF-8")) from None
+            if b"\x00" in chunk:
+                raise _BodyRejected(validation("body", "Request body must not contain NUL bytes"))
         return message
 
     return guarded
@@ -184,6 +199,8 @@ def _install_handlers(app: FastAPI) -> None:
     async def http_error(_: Request, exc: Exception) -> Response:
         if not isinstance(exc, HTTPException):
             raise exc
+        if isinstance(exc, _BodyRejected):
+            return failure(exc.error)
         code = {404: ErrorCode.NOT_FOUND, 405: ErrorCode.METHOD_NOT_ALLOWED}.get(exc.status_code, ErrorCode.VALIDATION)
         message = {404: "Not found", 405: "Method not allowed"}.get(exc.status_code, "Bad request")
         response = failure(AppError(code, message))
@@ -191,8 +208,6 @@ def _install_handlers(app: FastAPI) -> None:
         return response
 
     async def crash(_: Request, exc: Exception) -> Response:
-        if isinstance(exc, _BodyTooLarge):
-            return failure(AppError(ErrorCode.PAYLOAD_TOO_LARGE, "Request body is larger than 64 KiB"))
         log.error("unhandled error", exc_info=exc)
         return server_error()
 

@@ -25,6 +25,14 @@ def _fail(message: str) -> NoReturn:
     raise typer.Exit(2)
 
 
+def _database_error(exc: Exception) -> str:
+    """One line for an operator: the driver's own first line (a connection or DDL error, no secrets)."""
+    from sqlalchemy.exc import DBAPIError
+
+    cause = exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc
+    return f"database error: {(str(cause).splitlines() or [type(cause).__name__])[0]}"
+
+
 def _settings() -> Settings:
     try:
         return load_settings()
@@ -40,6 +48,7 @@ def serve(
 ) -> None:
     """Serve the API (migrating first when AUTO_MIGRATE=true)."""
     import uvicorn
+    from sqlalchemy.exc import SQLAlchemyError
 
     from sessionward import logs
     from sessionward.migrations import upgrade_sync
@@ -52,6 +61,8 @@ def serve(
             upgrade_sync(settings.database_url)
     except (KeysError, AppError) as exc:
         _fail(str(exc))
+    except SQLAlchemyError as exc:
+        _fail(_database_error(exc))
     base = f"http://{host}:{port}"
     typer.echo(f"sessionward on {base}  API {base}/api/v1/auth  docs {base}/docs  health {base}/healthz")
     uvicorn.run(
@@ -74,6 +85,8 @@ def serve(
 @app.command()
 def migrate() -> None:
     """Apply pending database migrations."""
+    from sqlalchemy.exc import SQLAlchemyError
+
     from sessionward.migrations import upgrade_sync
 
     settings = _settings()
@@ -81,6 +94,8 @@ def migrate() -> None:
         upgrade_sync(settings.database_url)
     except AppError as exc:
         _fail(str(exc))
+    except SQLAlchemyError as exc:
+        _fail(_database_error(exc))
     typer.echo("database is up to date")
 
 

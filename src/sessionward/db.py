@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -121,7 +121,10 @@ class Database:
     def _prepare_sqlite_file(self) -> None:
         database = make_url(self.url).database
         if database and database != ":memory:":
-            Path(database).parent.mkdir(parents=True, exist_ok=True)
+            # Best effort: a folder that cannot be made (a file in the way, no permission) must not stop the
+            # process; connecting then fails and is answered as unavailable (503 on /readyz).
+            with suppress(OSError):
+                Path(database).parent.mkdir(parents=True, exist_ok=True)
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncConnection]:

@@ -12,6 +12,20 @@ import orjson
 
 request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
 _STANDARD = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "taskName"}
+_make_record = logging.getLogRecordFactory()
+
+
+def _record_with_request_id(*args: Any, **kwargs: Any) -> logging.LogRecord:
+    """The request id is read when a record is made: a queue, another thread or a test's capture
+    formats it later, outside the request."""
+    record = _make_record(*args, **kwargs)
+    rid = request_id.get()
+    if rid is not None:
+        record.request_id = rid
+    return record
+
+
+logging.setLogRecordFactory(_record_with_request_id)
 
 
 class JsonFormatter(logging.Formatter):
@@ -22,7 +36,7 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "msg": record.getMessage(),
         }
-        rid = request_id.get()
+        rid = getattr(record, "request_id", None) or request_id.get()
         if rid:
             entry["request_id"] = rid
         entry.update({k: v for k, v in record.__dict__.items() if k not in _STANDARD})
@@ -38,6 +52,8 @@ def configure(level: str) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    # Its debug lines repeat every statement with its parameters: password and token hashes.
+    logging.getLogger("aiosqlite").setLevel(max(logging.INFO, root.level))
     logging.getLogger("uvicorn.access").disabled = True  # the pipeline logs each request itself
     for name in ("uvicorn", "uvicorn.error"):
         logging.getLogger(name).handlers[:] = []

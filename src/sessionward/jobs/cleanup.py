@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
 
@@ -17,6 +17,7 @@ from sqlalchemy import ColumnElement, Table, delete, or_, select, update
 from sessionward.audit.tables import audit_events
 from sessionward.context import Context
 from sessionward.sessions.tables import sessions
+from sessionward.tokens.jwt import LEEWAY_SECONDS
 from sessionward.tokens.tables import refresh_tokens, token_blacklist
 
 log = logging.getLogger(__name__)
@@ -25,6 +26,7 @@ log = logging.getLogger(__name__)
 def _plans(ctx: Context, now: datetime) -> list[tuple[str, Table, Any, ColumnElement[bool]]]:
     settings = ctx.settings
     keep_until = now - settings.token_retention
+    leeway = timedelta(seconds=LEEWAY_SECONDS)
     return [
         ("refresh_tokens", refresh_tokens, refresh_tokens.c.id, refresh_tokens.c.expires_at < keep_until),
         (
@@ -37,7 +39,8 @@ def _plans(ctx: Context, now: datetime) -> list[tuple[str, Table, Any, ColumnEle
                 sessions.c.last_activity < keep_until - settings.session_idle_timeout,
             ),
         ),
-        ("token_blacklist", token_blacklist, token_blacklist.c.jti, token_blacklist.c.expires_at < now),
+        # Verification still accepts a token up to the exp leeway: its entry must outlive that.
+        ("token_blacklist", token_blacklist, token_blacklist.c.jti, token_blacklist.c.expires_at < now - leeway),
         ("audit_events", audit_events, audit_events.c.id, audit_events.c.at < now - settings.audit_retention),
     ]
 

@@ -88,6 +88,4 @@ def _os_family(name: object) -> object:
 
 def same_device_family(recorded: dict[str, object], presented: Device) -> bool:
     """A refresh from another browser or OS family than the session's is not the same device."""
-    return recorded.get("browser") == presented.browser and _os_family(recorded.get("os")) == _os_family(
-        presented.os
-    )
+    return recorded.get("browser") == presented.browser and _os_family(recorded.get("os")) == _os_family(presented.os)
