@@ -549,3 +549,23 @@ async def test_revoke_with_an_undecodable_form_body_is_400_not_5xx(client: httpx
         REVOKE, content=b"token=\xff\xfe", headers={"content-type": "application/x-www-form-urlencoded"}
     )
     assert response.status_code == 400, response.text
+
+
+async def test_revoke_with_too_many_form_fields_is_400(client: httpx.AsyncClient) -> None:
+    body = "&".join(f"f{i}=x" for i in range(11)).encode()
+    response = await client.post(REVOKE, content=body, headers={"content-type": "application/x-www-form-urlencoded"})
+    assert response.status_code == 400, response.text
+
+
+async def test_revoking_a_refresh_token_twice_is_200_and_records_one_event(
+    client: httpx.AsyncClient, login: Login, ctx: Context
+) -> None:
+    from sqlalchemy import func, select
+
+    from sessionward.audit.tables import audit_events
+
+    assert (await revoke(client, login.refresh)).status_code == 200
+    assert (await revoke(client, login.refresh)).status_code == 200
+    query = select(func.count()).where(audit_events.c.type == "token_revoked")
+    async with ctx.db.read() as conn:
+        assert (await conn.execute(query)).scalar_one() == 1

@@ -305,6 +305,28 @@ async def test_without_rotation_the_same_refresh_token_stays_valid(
     assert await events(ctx, login.user_id, "refresh_token_reused") == []
 
 
+@pytest.mark.parametrize("settings_overrides", [{"refresh_token_rotation": False}])
+async def test_without_rotation_an_unknown_token_is_still_refused(client: httpx.AsyncClient, users: Users) -> None:
+    login = await users.signed_in()
+    assert_refused(await refresh(client, "x" * 64, login.session_id))
+    tokens(await refresh(client, login.refresh, login.session_id))
+
+
+async def test_a_grace_retry_whose_sealed_successor_was_tampered_with_is_refused(
+    client: httpx.AsyncClient, users: Users, ctx: Context
+) -> None:
+    from sqlalchemy import update
+
+    login = await users.signed_in()
+    successor = await rotated(client, login.refresh, login.session_id)
+    async with ctx.db.transaction() as tx:
+        stmt = update(refresh_tokens).where(refresh_tokens.c.rotated_at.is_not(None))
+        await tx.conn.execute(stmt.values(successor_sealed=b"\x00" * 40))
+    assert_refused(await refresh(client, login.refresh, login.session_id))
+    # Nothing was burnt by the refused retry: the successor still rotates.
+    await rotated(client, successor, login.session_id)
+
+
 # ---------------------------------------------------------------- device fingerprinting (rule 5)
 
 

@@ -505,3 +505,14 @@ async def test_admin_session_endpoints_require_a_token(client: httpx.AsyncClient
     assert response.status_code == 401
     assert response.headers["www-authenticate"].startswith("Bearer")
     assert await works(client, victim)
+
+
+async def test_admin_revoking_a_user_without_sessions_revokes_nothing(
+    client: httpx.AsyncClient, ctx: Context, users: Users
+) -> None:
+    admin = await make_admin(ctx, users)
+    email = await users.register()
+    response = await client.delete(f"{ADMIN}/users/{admin.user_id + 1}/sessions", headers=admin.auth)
+    assert response.status_code == 200, response.text
+    assert response.json()["data"] == {"revoked": 0}
+    assert email

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import getpass
+import threading
 from typing import Annotated, NoReturn
 
 import typer
@@ -175,5 +176,14 @@ def keys_rotate() -> None:
     typer.echo(f"active key {new}" + (f"; {old} stays published until its tokens expire" if old else ""))
 
 
+def _thread_error(args: threading.ExceptHookArgs) -> None:
+    # aiosqlite's worker thread may answer a failed connection after asyncio.run closed the loop;
+    # the command has already said what went wrong in one line, so that late echo is dropped.
+    if args.exc_type is RuntimeError and "Event loop is closed" in str(args.exc_value):
+        return
+    typer.echo(f"sessionward: error in a background thread ({args.exc_type.__name__})", err=True)
+
+
 def main() -> None:
+    threading.excepthook = _thread_error
     app(prog_name="sessionward")

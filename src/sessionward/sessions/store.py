@@ -121,15 +121,6 @@ async def revoke(
     return list((await conn.execute(stmt)).scalars())
 
 
-async def find_active(
-    conn: AsyncConnection, *, session_id: str, user_id: int, now: datetime, idle_cutoff: datetime
-) -> bool:
-    stmt = select(sessions.c.id).where(
-        sessions.c.id == session_id, sessions.c.user_id == user_id, _active(now, idle_cutoff)
-    )
-    return (await conn.execute(stmt)).first() is not None
-
-
 async def over_cap(conn: AsyncConnection, *, user_id: int, now: datetime, idle_cutoff: datetime, cap: int) -> list[str]:
     """Active sessions beyond the cap, least recently active first to go (the older one on a tie)."""
     stmt = (

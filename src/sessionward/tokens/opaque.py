@@ -45,7 +45,10 @@ def seal(parent: str, successor: str) -> bytes:
     return nonce + AESGCM(_seal_key(parent)).encrypt(nonce, successor.encode(), None)
 
 
-def unseal(parent: str, sealed: bytes) -> str | None:
+def unseal(parent: str, sealed: bytes | None) -> str | None:
+    """The successor, or ``None`` if there is none or ``parent`` is not the token it was sealed for."""
+    if not sealed:
+        return None
     try:
         plain = AESGCM(_seal_key(parent)).decrypt(sealed[:_NONCE_BYTES], sealed[_NONCE_BYTES:], None)
     except (InvalidTag, ValueError):

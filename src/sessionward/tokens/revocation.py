@@ -26,7 +26,7 @@ class SessionState:
     revoked: bool
     user: dict[str, Any]
     blacklisted: set[str] = field(default_factory=set)
-    loaded_at: float = field(default_factory=time.monotonic)
+    loaded_at: float = 0.0
 
 
 class RevocationCache:
@@ -53,6 +53,7 @@ class RevocationCache:
                 state.blacklisted |= jtis
         if len(self._states) >= _MAX_ENTRIES:
             self._states.clear()
+        state.loaded_at = time.monotonic()
         self._states[session_id] = state
 
     def touch(self, session_id: str, now: datetime) -> None:

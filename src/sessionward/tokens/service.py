@@ -149,8 +149,7 @@ async def _refresh(
         return _Reused()
     if mismatch is not None:
         raise _Refused(mismatch[0], session.user_id, mismatch[1])
-    if verdict != "grace":
-        raise _Refused()
+    # Here the verdict is "grace": a live token is only left alone because of a mismatch.
     successor = unseal(presented, row.successor_sealed)
     if successor is None or hash_token(successor) != row.child_hash:
         raise _Refused()

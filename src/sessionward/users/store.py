@@ -44,10 +44,8 @@ async def by_email(conn: AsyncConnection, email: str) -> Record | None:
     return (await conn.execute(stmt)).first()
 
 
-async def by_id(conn: AsyncConnection, user_id: int, *, for_update: bool = False) -> Record | None:
+async def by_id(conn: AsyncConnection, user_id: int) -> Record | None:
     stmt = select(*_PUBLIC, users.c.password_hash).where(users.c.id == user_id)
-    if for_update:
-        stmt = stmt.with_for_update()
     return (await conn.execute(stmt)).first()
 
 
@@ -58,7 +56,3 @@ async def set_password(conn: AsyncConnection, user_id: int, *, password_hash: st
 
 async def delete_user(conn: AsyncConnection, user_id: int) -> None:
     await conn.execute(delete(users).where(users.c.id == user_id))
-
-
-async def exists(conn: AsyncConnection, user_id: int) -> bool:
-    return (await conn.execute(select(users.c.id).where(users.c.id == user_id))).first() is not None
