@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 COVERED := */sessionward/tokens/*,*/sessionward/sessions/*
 
-.PHONY: run test lint types pytest clean
+.PHONY: run test lint types pytest client-test clean
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "sessionward needs Python 3.11 or newer"; exit 1; }
@@ -15,8 +15,9 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e .
 	@touch $@
 
-$(VENV)/.dev-installed: pyproject.toml | $(BIN)/python
+$(VENV)/.dev-installed: pyproject.toml client/pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[dev,postgres,redis]'
+	$(BIN)/pip install --quiet -e 'client[jwt]'
 	@touch $@ $(VENV)/.installed
 
 run: $(VENV)/.installed
@@ -33,7 +34,13 @@ pytest: $(VENV)/.dev-installed
 	$(BIN)/pytest --cov --cov-report= $(PYTEST_ARGS)
 	$(BIN)/coverage report --include='$(COVERED)' --fail-under=100
 
-test: lint types pytest
+client-test: $(VENV)/.dev-installed
+	$(BIN)/ruff check client
+	$(BIN)/ruff format --check client
+	$(BIN)/mypy --strict client/src
+	$(BIN)/pytest client/tests
+
+test: lint types pytest client-test
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .coverage
