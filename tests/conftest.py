@@ -1,9 +1,13 @@
-"""Resources for the tests: a migrated SQLite file per test, a frozen clock, the app over ASGI."""
+"""Resources for the tests: a migrated database per test (SQLite file, or PostgreSQL with
+``--backend postgres``), a frozen clock, the app over ASGI."""
 
 from __future__ import annotations
 
+import asyncio
+import os
+import secrets
 import shutil
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,6 +48,58 @@ def _clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
         monkeypatch.setenv(name, value)
 
 
+POSTGRES_ADMIN_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+TABLES = "audit_events, token_blacklist, refresh_tokens, sessions, users"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--backend",
+        choices=["sqlite", "postgres"],
+        default=os.environ.get("TEST_BACKEND", "sqlite"),
+        help="database the suite runs on (PostgreSQL at TEST_POSTGRES_URL, a database created per run)",
+    )
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    return f"sessionward backend: {config.getoption('--backend')}"
+
+
+@pytest.fixture(scope="session")
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.config.getoption("--backend"))
+
+
+async def _postgres(url: str, *statements: str) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(url.replace("postgresql://", "postgres://", 1))
+    try:
+        for statement in statements:
+            await conn.execute(statement)
+    finally:
+        await conn.close()
+
+
+def _with_database(admin_url: str, name: str) -> str:
+    return admin_url.rsplit("/", 1)[0] + "/" + name
+
+
+@pytest.fixture(scope="session")
+def postgres_url(backend: str) -> Iterator[str]:
+    """A database of this run's own, migrated once, dropped at the end."""
+    if backend != "postgres":
+        pytest.fail("postgres_url needs --backend postgres")
+    name = f"sessionward_test_{os.getpid()}_{secrets.token_hex(4)}"
+    asyncio.run(_postgres(POSTGRES_ADMIN_URL, f'CREATE DATABASE "{name}"'))
+    url = _with_database(POSTGRES_ADMIN_URL, name)
+    try:
+        upgrade_sync(url)
+        yield url
+    finally:
+        asyncio.run(_postgres(POSTGRES_ADMIN_URL, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
 @pytest.fixture(scope="session")
 def migrated_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("template") / "template.db"
@@ -52,10 +108,15 @@ def migrated_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-def database_url(tmp_path: Path, migrated_template: Path) -> str:
+def database_url(request: pytest.FixtureRequest, backend: str, tmp_path: Path) -> str:
+    """An empty, migrated database for this test."""
+    if backend == "postgres":
+        url: str = request.getfixturevalue("postgres_url")
+        asyncio.run(_postgres(url, f"TRUNCATE {TABLES} RESTART IDENTITY CASCADE"))
+        return url
     path = tmp_path / "var" / "sessionward.db"
     path.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copy(migrated_template, path)
+    shutil.copy(request.getfixturevalue("migrated_template"), path)
     return f"sqlite:///{path}"
 
 

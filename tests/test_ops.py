@@ -30,6 +30,7 @@ from sessionward.tokens.opaque import hash_token
 from sessionward.tokens.tables import refresh_tokens, token_blacklist
 from sessionward.users.tables import users as users_table
 from tests.conftest import API, FIREFOX_LINUX, PASSWORD, TEST_ENV, Users, refresh
+from tests.postgres import postgres_table_locks
 
 TABLES = {
     "users": users_table,
@@ -51,7 +52,11 @@ async def row_counts(ctx: Context) -> dict[str, int]:
 
 @contextmanager
 def write_lock(database_url: str) -> Iterator[None]:
-    """Another process holds SQLite's write lock (as a long write or a backup would)."""
+    """Another connection holds the write lock (as a long write, a migration or a backup would)."""
+    if database_url.startswith("postgresql"):
+        with postgres_table_locks(database_url):
+            yield
+        return
     other = sqlite3.connect(database_url.removeprefix("sqlite:///"), isolation_level=None, timeout=0)
     try:
         other.execute("BEGIN IMMEDIATE")

@@ -111,7 +111,7 @@ def cleanup() -> None:
     def progress(table: str, done: int) -> None:
         typer.echo(f"\r{table}: {done}", nl=False, err=True)
 
-    async def main() -> dict[str, int]:
+    async def main() -> dict[str, int] | None:
         ctx = Context.build(settings)
         try:
             return await run_cleanup(ctx, progress=progress)
@@ -123,6 +123,9 @@ def cleanup() -> None:
     except AppError as exc:
         _fail(str(exc))
     typer.echo("", err=True)
+    if counts is None:
+        typer.echo("cleanup skipped: another instance is running it")
+        return
     for table, count in counts.items():
         typer.echo(f"{table}: {count}")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from sessionward.clock import Clock
 from sessionward.config import Settings
@@ -12,6 +13,9 @@ from sessionward.tokens.jwt import AccessTokens
 from sessionward.tokens.keys import Keys
 from sessionward.tokens.revocation import RevocationCache
 from sessionward.users.passwords import Passwords
+
+if TYPE_CHECKING:
+    from sessionward.tokens.broadcast import RevocationBus
 
 
 @dataclass
@@ -23,6 +27,7 @@ class Context:
     cache: RevocationCache
     passwords: Passwords
     limits: RateLimits
+    bus: RevocationBus | None = None
 
     @classmethod
     def build(cls, settings: Settings, *, clock: Clock | None = None) -> Context:
@@ -47,6 +52,16 @@ class Context:
             limits=RateLimits(settings),
         )
 
+    def start(self) -> None:
+        """Background work of a serving process: the Redis revocation bus, when configured."""
+        if self.settings.redis_url and self.bus is None:
+            from sessionward.tokens.broadcast import RevocationBus
+
+            self.bus = RevocationBus(self.settings.redis_url, self.cache)
+            self.bus.start()
+
     async def close(self) -> None:
+        if self.bus is not None:
+            await self.bus.close()
         self.passwords.close()
         await self.db.dispose()

@@ -88,11 +88,21 @@ class Transaction:
 _FAULTS = (sa_exc.DBAPIError, sa_exc.TimeoutError, OSError)
 
 
+# PostgreSQL SQLSTATEs that mean "try again later": connection (08), resources (53), operator
+# intervention and shutdown (57), lock time-out (55P03), serialization failure and deadlock (40).
+_TRANSIENT_SQLSTATES = ("08", "53", "57", "55P03", "40")
+
+
+def _transient(exc: sa_exc.DBAPIError) -> bool:
+    if exc.connection_invalidated or isinstance(exc, sa_exc.OperationalError | sa_exc.InterfaceError):
+        return True
+    code = getattr(exc.orig, "pgcode", None) or getattr(exc.orig, "sqlstate", None)
+    return isinstance(code, str) and code.startswith(_TRANSIENT_SQLSTATES)
+
+
 def _reraise_fault(exc: Exception) -> None:
     """A lost, locked or unreachable database is a 503; anything else (a bug, a constraint) is not."""
-    if isinstance(exc, sa_exc.DBAPIError) and not (
-        exc.connection_invalidated or isinstance(exc, sa_exc.OperationalError | sa_exc.InterfaceError)
-    ):
+    if isinstance(exc, sa_exc.DBAPIError) and not _transient(exc):
         raise exc
     raise unavailable() from exc
 
@@ -113,8 +123,18 @@ class Database:
                 event.listen(engine.sync_engine, "connect", _sqlite_pragmas(int(timeout_seconds * 1000)))
             event.listen(self.writer.sync_engine, "begin", _sqlite_begin)
         else:
+            # A statement that waits longer than the timeout for a lock fails (and answers 503) rather
+            # than holding the request: the same promise as SQLite's busy timeout.
             self.writer = create_async_engine(
-                self.url, pool_size=10, max_overflow=10, pool_timeout=timeout_seconds, pool_pre_ping=True
+                self.url,
+                pool_size=10,
+                max_overflow=10,
+                pool_timeout=timeout_seconds,
+                pool_pre_ping=True,
+                connect_args={
+                    "timeout": timeout_seconds,
+                    "server_settings": {"lock_timeout": str(int(timeout_seconds * 1000))},
+                },
             )
             self.reader = self.writer.execution_options(isolation_level="AUTOCOMMIT")
 

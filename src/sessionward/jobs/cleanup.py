@@ -6,13 +6,15 @@ interval, so reuse detection and the grace interval work up to the last moment t
 
 from __future__ import annotations
 
+import fcntl
 import logging
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
 
-from sqlalchemy import ColumnElement, Table, delete, or_, select, update
+from sqlalchemy import ColumnElement, Table, delete, or_, select, text, update
 
 from sessionward.audit.tables import audit_events
 from sessionward.context import Context
@@ -21,6 +23,7 @@ from sessionward.tokens.jwt import LEEWAY_SECONDS
 from sessionward.tokens.tables import refresh_tokens, token_blacklist
 
 log = logging.getLogger(__name__)
+_LOCK_KEY = 0x5E55_10A4D  # any fixed 64-bit number, the same in every instance
 
 
 def _plans(ctx: Context, now: datetime) -> list[tuple[str, Table, Any, ColumnElement[bool]]]:
@@ -55,7 +58,8 @@ async def _in_batches(
     total = 0
     batch = ctx.settings.cleanup_batch_size
     while True:
-        chosen = select(key).where(condition).limit(batch).scalar_subquery()
+        # SKIP LOCKED (PostgreSQL): rows a refresh holds are left for the next run, never waited on.
+        chosen = select(key).where(condition).limit(batch).with_for_update(skip_locked=True).scalar_subquery()
         async with ctx.db.transaction() as tx:
             done = (await tx.conn.execute(act(key.in_(chosen)))).rowcount
         total += done
@@ -72,8 +76,39 @@ def _quiet(_: str, __: int) -> None:
     return None
 
 
-async def cleanup(ctx: Context, *, progress: Progress = _quiet) -> dict[str, int]:
-    """Delete what has outlived its use; the count per table."""
+@asynccontextmanager
+async def single_runner(ctx: Context) -> AsyncIterator[bool]:
+    """Whether this process may run the cleanup: one runner at a time across every instance
+    (an advisory lock on PostgreSQL, a lock file next to the SQLite database)."""
+    if ctx.db.is_sqlite:
+        ctx.settings.data_dir.mkdir(parents=True, exist_ok=True)
+        with (ctx.settings.data_dir / "cleanup.lock").open("a") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                yield False
+                return
+            yield True
+        return
+    async with ctx.db.read() as conn:  # autocommit: the lock belongs to the connection, not a transaction
+        acquired = bool((await conn.execute(text("SELECT pg_try_advisory_lock(:key)"), {"key": _LOCK_KEY})).scalar())
+        try:
+            yield acquired
+        finally:
+            if acquired:
+                await conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": _LOCK_KEY})
+
+
+async def cleanup(ctx: Context, *, progress: Progress = _quiet) -> dict[str, int] | None:
+    """Delete what has outlived its use; the count per table, or ``None`` if another runner is at it."""
+    async with single_runner(ctx) as acquired:
+        if not acquired:
+            log.info("cleanup skipped: another instance is running it")
+            return None
+        return await _run(ctx, progress)
+
+
+async def _run(ctx: Context, progress: Progress) -> dict[str, int]:
     now = ctx.clock.now()
     counts: dict[str, int] = {}
     for name, table, key, condition in _plans(ctx, now):

@@ -7,7 +7,7 @@ default), which bounds how long another process's revocation can go unseen here.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -35,6 +35,8 @@ class RevocationCache:
         self._states: dict[str, SessionState] = {}
         self._recent: dict[str, tuple[float, set[str] | None]] = {}
         self._pruned_at = time.monotonic()
+        # Set by the Redis bus: tells the other processes of each revocation made here.
+        self.publish: Callable[[dict[str, Any]], None] | None = None
 
     def get(self, session_id: str) -> SessionState | None:
         state = self._states.get(session_id)
@@ -62,7 +64,10 @@ class RevocationCache:
         if state is not None and state.last_activity < now:
             state.last_activity = now
 
-    def revoke_sessions(self, session_ids: Iterable[str]) -> None:
+    def revoke_sessions(self, session_ids: Iterable[str], *, remote: bool = False) -> None:
+        session_ids = list(session_ids)
+        if self.publish is not None and not remote and session_ids:
+            self.publish({"sessions": session_ids})
         now = self._prune()
         for session_id in session_ids:
             self._recent[session_id] = (now, None)
@@ -70,7 +75,9 @@ class RevocationCache:
             if state is not None:
                 state.revoked = True
 
-    def blacklist(self, session_id: str, jti: str) -> None:
+    def blacklist(self, session_id: str, jti: str, *, remote: bool = False) -> None:
+        if self.publish is not None and not remote:
+            self.publish({"blacklist": [session_id, jti]})
         now = self._prune()
         _, jtis = self._recent.get(session_id, (now, set()))
         if jtis is not None:
