@@ -23,16 +23,25 @@ def free_port() -> int:
 
 
 class LiveServer:
-    def __init__(self, folder: Path, *, workers: int = 1, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        folder: Path,
+        *,
+        workers: int = 1,
+        database_url: str | None = None,
+        env: dict[str, str] | None = None,
+    ) -> None:
+        """``database_url``: the test's database (PostgreSQL with ``--backend postgres``); by default a
+        SQLite file in ``folder``. Several servers given one ``folder`` share its data (keys, secret)."""
         self.folder = folder
         self.port = free_port()
         self.workers = workers
         self.base_url = f"http://127.0.0.1:{self.port}"
-        self.log = folder / "server.log"
+        self.log = folder / f"server-{self.port}.log"
         self.env = {
-            **{k: v for k, v in os.environ.items() if not k.startswith(("JWT_", "DATABASE_", "DATA_DIR"))},
+            **{k: v for k, v in os.environ.items() if not k.startswith(("JWT_", "DATABASE_", "DATA_DIR", "REDIS_"))},
             **TEST_ENV,
-            "DATABASE_URL": f"sqlite:///{folder / 'var' / 'sessionward.db'}",
+            "DATABASE_URL": database_url or f"sqlite:///{folder / 'var' / 'sessionward.db'}",
             "DATA_DIR": str(folder / "var"),
             **(env or {}),
         }
@@ -42,7 +51,9 @@ class LiveServer:
         command = [sys.executable, "-m", "sessionward", "serve", "--port", str(self.port)]
         command += ["--workers", str(self.workers)]
         with self.log.open("ab") as log:
-            self.process = subprocess.Popen(command, cwd=self.folder, env=self.env, stdout=log, stderr=log)
+            self.process = subprocess.Popen(
+                command, cwd=self.folder, env=self.env, stdout=log, stderr=log, start_new_session=True
+            )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -57,9 +68,6 @@ class LiveServer:
     def stop(self, sig: signal.Signals = signal.SIGTERM) -> None:
         if self.process is None:
             return
-        if sig is signal.SIGKILL and self.workers > 1:
-            os.killpg(self.process.pid, sig)  # pragma: no cover - the multi-worker tests use it
-        else:
-            self.process.send_signal(sig)
+        os.killpg(self.process.pid, sig)  # the server and, with --workers, every worker
         self.process.wait(timeout=20)
         self.process = None

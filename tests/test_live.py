@@ -17,8 +17,8 @@ pytestmark = pytest.mark.live
 
 
 @pytest.fixture
-def server(tmp_path: Path) -> Iterator[LiveServer]:
-    live = LiveServer(tmp_path, env={"RATE_LIMIT_ENABLED": "false"})
+def server(tmp_path: Path, database_url: str) -> Iterator[LiveServer]:
+    live = LiveServer(tmp_path, database_url=database_url, env={"RATE_LIMIT_ENABLED": "false"})
     live.start()
     yield live
     live.stop()
