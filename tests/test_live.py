@@ -80,3 +80,21 @@ async def test_sigkill_during_refreshes_loses_no_acknowledged_rotation(server: L
         for session_id, token in acknowledged.items():
             response = await client.post(f"{API}/refresh", json={"refresh_token": token, "session_id": session_id})
             assert response.status_code == 200, (session_id, response.text)
+
+
+@pytest.mark.parametrize(("trusted", "recorded"), [("", "127.0.0.1"), ("127.0.0.1", "198.51.100.23")])
+async def test_forwarded_for_is_believed_only_from_trusted_proxies(
+    tmp_path: Path, database_url: str, trusted: str, recorded: str
+) -> None:
+    live = LiveServer(tmp_path, database_url=database_url, env={"TRUSTED_PROXIES": trusted}).start()
+    try:
+        async with _client(live) as client:
+            forwarded = {"x-forwarded-for": "198.51.100.23"}
+            await client.post(f"{API}/register", json={"email": "proxy@example.com", "password": PASSWORD})
+            login = await client.post(
+                f"{API}/login", json={"email": "proxy@example.com", "password": PASSWORD}, headers=forwarded
+            )
+            assert login.status_code == 200, login.text
+            assert login.json()["data"]["session"]["device_info"]["ip"] == recorded
+    finally:
+        live.stop()
