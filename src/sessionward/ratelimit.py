@@ -24,8 +24,18 @@ def _times(item: RateLimitItem, factor: int) -> RateLimitItem:
     return type(item)(item.amount * factor, item.multiples, namespace=item.namespace)
 
 
+_REDIS_TIMEOUT_SECONDS = 0.25  # a hung Redis must not hold a login or a refresh for long
+_SHARED_PAUSE_SECONDS = 1.0  # after a failure, count locally for a second before trying Redis again
+
+
 def _shared_storage(url: str) -> Storage:
-    return RedisStorage("async+" + url, implementation="redispy", key_prefix="sessionward")
+    return RedisStorage(
+        "async+" + url,
+        implementation="redispy",
+        key_prefix="sessionward",
+        socket_timeout=_REDIS_TIMEOUT_SECONDS,
+        socket_connect_timeout=_REDIS_TIMEOUT_SECONDS,
+    )
 
 
 class RateLimits:
@@ -33,6 +43,7 @@ class RateLimits:
         self.enabled = settings.rate_limit_enabled
         self._local = MovingWindowRateLimiter(MemoryStorage())
         self._shared = MovingWindowRateLimiter(_shared_storage(settings.redis_url)) if settings.redis_url else None
+        self._shared_paused_until = 0.0
         self.login = parse(settings.login_rate_limit)
         self.login_per_ip = _times(self.login, 5)
         self.register = parse(settings.register_rate_limit)
@@ -43,12 +54,13 @@ class RateLimits:
         if not self.enabled:
             return
         limiter = self._local
-        if self._shared is not None:
+        if self._shared is not None and time.monotonic() >= self._shared_paused_until:
             try:
                 if await self._shared.hit(item, *key):
                     return
                 limiter = self._shared
             except Exception as exc:  # noqa: BLE001 - any storage failure: count here instead
+                self._shared_paused_until = time.monotonic() + _SHARED_PAUSE_SECONDS
                 log.warning("shared rate limit unavailable", extra={"exc_type": type(exc).__name__})
         if limiter is self._local and await self._local.hit(item, *key):
             return

@@ -45,7 +45,11 @@ class RevocationCache:
             return None
         return state
 
-    def put(self, session_id: str, state: SessionState) -> None:
+    def stamp(self) -> float:
+        """Take it before reading a state: the TTL counts from the read, not from its end."""
+        return time.monotonic()
+
+    def put(self, session_id: str, state: SessionState, *, read_at: float | None = None) -> None:
         recent = self._recent.get(session_id)
         if recent is not None:
             jtis = recent[1]
@@ -55,7 +59,7 @@ class RevocationCache:
                 state.blacklisted |= jtis
         if len(self._states) >= _MAX_ENTRIES:
             self._states.clear()
-        state.loaded_at = time.monotonic()
+        state.loaded_at = time.monotonic() if read_at is None else read_at
         self._states[session_id] = state
 
     def touch(self, session_id: str, now: datetime) -> None:
