@@ -417,3 +417,14 @@ async def test_a_deleted_email_can_register_again_as_a_new_account(client: httpx
 async def test_deleting_the_account_requires_a_token(client: httpx.AsyncClient) -> None:
     response = await client.request("DELETE", f"{API}/me", json={"password": PASSWORD})
     assert response.status_code == 401
+
+
+async def test_addresses_on_test_domains_register(client: httpx.AsyncClient) -> None:
+    response = await client.post(f"{API}/register", json={"email": "bench1@example.test", "password": PASSWORD})
+    assert response.status_code == 201, response.text
+
+
+async def test_an_invalid_email_is_explained_in_one_plain_sentence(client: httpx.AsyncClient) -> None:
+    response = await client.post(f"{API}/register", json={"email": "not-an-address", "password": PASSWORD})
+    assert response.status_code == 400
+    assert response.json()["errors"] == [{"field": "email", "message": "Email: Email is not a valid email address"}]

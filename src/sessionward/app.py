@@ -17,6 +17,7 @@ from fastapi.exceptions import RequestValidationError
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
+from starlette.routing import Match
 
 from sessionward import logs
 from sessionward.admin.routes import router as admin_router
@@ -29,6 +30,7 @@ from sessionward.jobs.scheduler import run_schedule
 from sessionward.sessions.routes import router as sessions_router
 from sessionward.tokens.routes import router as tokens_router
 from sessionward.users.routes import router as users_router
+from sessionward.web.routes import router as web_router
 
 log = logging.getLogger("sessionward")
 
@@ -178,9 +180,19 @@ def _validation_errors(exc: RequestValidationError) -> AppError:
                 errors=[{"field": "body", "message": "Malformed JSON"}],
             )
         words = field.replace("_", " ").capitalize()
-        message = f"{words} is required" if error["type"] == "missing" else f"{words}: {error['msg']}"
+        reason = str(error["msg"]).removeprefix("Value error, ")
+        message = f"{words} is required" if error["type"] == "missing" else f"{words}: {reason}"
         errors.append({"field": field, "message": message.removesuffix(".")})
     return AppError(ErrorCode.VALIDATION, errors[0]["message"] if errors else "Invalid request", errors=errors)
+
+
+def _allowed_methods(request: Request) -> str:
+    """Every method of every route on the path: Starlette's own ``Allow`` names only the first route's."""
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        if route.matches(request.scope)[0] is not Match.NONE:
+            methods |= getattr(route, "methods", None) or set()
+    return ", ".join(sorted(methods))
 
 
 def _install_handlers(app: FastAPI) -> None:
@@ -196,7 +208,7 @@ def _install_handlers(app: FastAPI) -> None:
             raise exc
         return failure(_validation_errors(exc))
 
-    async def http_error(_: Request, exc: Exception) -> Response:
+    async def http_error(request: Request, exc: Exception) -> Response:
         if not isinstance(exc, HTTPException):
             raise exc
         if isinstance(exc, _BodyRejected):
@@ -205,6 +217,8 @@ def _install_handlers(app: FastAPI) -> None:
         message = {404: "Not found", 405: "Method not allowed"}.get(exc.status_code, "Bad request")
         response = failure(AppError(code, message))
         response.status_code = exc.status_code if exc.status_code < 500 else 400
+        if exc.status_code == 405:
+            response.headers["Allow"] = _allowed_methods(request)  # RFC 9110 §15.5.6
         return response
 
     async def crash(_: Request, exc: Exception) -> Response:
@@ -225,6 +239,7 @@ def create_app(ctx: Context) -> Pipeline:
 def _fastapi(ctx: Context) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        ctx.start()
         job = asyncio.create_task(run_schedule(ctx)) if ctx.settings.cleanup_schedule.lower() != "off" else None
         yield
         if job is not None:
@@ -241,7 +256,7 @@ def _fastapi(ctx: Context) -> FastAPI:
     )
     app.state.ctx = ctx
     _install_handlers(app)
-    for router in (users_router, sessions_router, tokens_router, audit_router, admin_router):
+    for router in (users_router, sessions_router, tokens_router, audit_router, admin_router, web_router):
         app.include_router(router)
     _operational_routes(app, ctx)
     return app

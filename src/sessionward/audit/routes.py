@@ -32,6 +32,6 @@ async def events(
     caller: Caller,
     ctx: Ctx,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
-    before: Annotated[int | None, Query(ge=1, le=2**62)] = None,
+    before: Annotated[int | None, Query(ge=1, le=2**31 - 1)] = None,  # the id column's range (PostgreSQL int4)
 ) -> JSON:
     return ok({"events": await events_of(ctx.db, user_id=caller.user_id, limit=limit, before=before)})

@@ -3,6 +3,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr
+from pydantic.json_schema import SkipJsonSchema
 
 from sessionward.users.models import UserOut
 
@@ -46,7 +47,10 @@ class AccessOut(BaseModel):
 
 
 class RefreshOut(BaseModel):
-    token: str
+    # Absent (never null) in browser mode, where the token travels in an HttpOnly cookie instead.
+    token: str | SkipJsonSchema[None] = Field(
+        default=None, description="Absent when `X-Sessionward-Client: web` (the token is in a cookie)."
+    )
     expires_in: int
 
 

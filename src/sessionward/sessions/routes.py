@@ -3,6 +3,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Body, Header, Path, Request
+from pydantic import WithJsonSchema
 
 from sessionward.audit.service import EventType
 from sessionward.deps import Caller, ClientDevice, Ctx
@@ -12,6 +13,7 @@ from sessionward.schemas import Message, Success, errors
 from sessionward.sessions import service
 from sessionward.sessions.models import DeviceList, LoginOut, LogoutRequest, RevokedCount
 from sessionward.users.models import LoginRequest
+from sessionward.web import cookies
 
 router = APIRouter(prefix="/api/v1/auth", tags=["sessions"])
 
@@ -23,9 +25,18 @@ class RevokedMessage(Success[RevokedCount]):
 
 
 @router.post("/login", response_model=Success[LoginOut], responses=errors(401, 403))
-async def login(body: LoginRequest, ctx: Ctx, device: ClientDevice) -> JSON:
+async def login(
+    request: Request, body: LoginRequest, ctx: Ctx, device: ClientDevice, x_sessionward_client: cookies.WebClient = None
+) -> JSON:
+    if x_sessionward_client == cookies.WEB:
+        cookies.check_origin(request)  # login CSRF: before the password is even looked at
     result = await service.login(ctx, email=body.email, password=body.password, device=device)
-    return ok(result.body())
+    if x_sessionward_client != cookies.WEB:
+        return ok(result.body())
+    response = ok(result.body(refresh_in_body=False))
+    first = cookies.Presented(result.tokens.refresh, result.session["id"])
+    cookies.store(response, request, ctx.settings, refresh=first, max_age=result.tokens.refresh_expires_in)
+    return response
 
 
 @router.get("/sessions", response_model=Success[DeviceList], responses=errors(401))
@@ -48,11 +59,22 @@ async def revoke_other_sessions(caller: Caller, ctx: Ctx) -> JSON:
 
 @router.post("/logout", response_model=Message, responses=errors(401, 404))
 async def logout(
-    request: Request, caller: Caller, ctx: Ctx, body: Annotated[LogoutRequest | None, Body()] = None
+    request: Request,
+    caller: Caller,
+    ctx: Ctx,
+    # Optional, but never ``null`` (refused below): the schema says an object or nothing.
+    body: Annotated[
+        LogoutRequest | None, WithJsonSchema({"$ref": "#/components/schemas/LogoutRequest"}), Body()
+    ] = None,
+    x_sessionward_client: cookies.WebClient = None,
 ) -> JSON:
     if body is None and (await request.body()).strip():
         # A JSON ``null`` arrives here as no body; it is not an object, and must not mean ``{}``.
         raise validation("body", "Request body must be a JSON object")
     body = body or LogoutRequest()
     await service.logout(ctx, caller, session_id=body.session_id, everywhere=body.logout_all)
-    return ok(message="Successfully logged out")
+    response = ok(message="Successfully logged out")
+    ended_here = body.logout_all or body.session_id in (None, caller.session_id)
+    if x_sessionward_client == cookies.WEB and ended_here:
+        cookies.clear(response, request, ctx.settings)  # this browser's session has ended
+    return response

@@ -23,8 +23,9 @@ class LoginResult:
     tokens: TokenPair
     session: dict[str, Any]
 
-    def body(self) -> dict[str, Any]:
-        return {"user": self.user, "tokens": self.tokens.body(), "session": self.session}
+    def body(self, *, refresh_in_body: bool = True) -> dict[str, Any]:
+        tokens = self.tokens.body(refresh_in_body=refresh_in_body)
+        return {"user": self.user, "tokens": tokens, "session": self.session}
 
 
 async def login(ctx: Context, *, email: str, password: str, device: Device) -> LoginResult:
@@ -38,6 +39,7 @@ async def login(ctx: Context, *, email: str, password: str, device: Device) -> L
     expires_at = now + settings.session_expires_in
     device_info = device.info()
     async with ctx.db.transaction() as tx:
+        await store.lock_user(tx.conn, user_id=user.id)
         await store.insert_session(
             tx.conn,
             session_id=session_id,
@@ -60,6 +62,7 @@ async def login(ctx: Context, *, email: str, password: str, device: Device) -> L
             now=now,
             idle_cutoff=now - settings.session_idle_timeout,
             cap=settings.max_sessions_per_user,
+            keep=session_id,
         )
         if over:
             evicted = await tokens.end_sessions(ctx, tx, user_id=user.id, only=over, reason="evicted", now=now)

@@ -55,6 +55,13 @@ async def insert_session(
     await conn.execute(stmt)
 
 
+async def lock_user(conn: AsyncConnection, *, user_id: int) -> None:
+    """One login of a user at a time (PostgreSQL): each counts the sessions for the cap, and must see the others'.
+    ``NO KEY UPDATE`` leaves foreign-key checks (a refresh inserting a token) unblocked. SQLite's ``BEGIN
+    IMMEDIATE`` already serialises every write, and SQLAlchemy renders no ``FOR`` clause there."""
+    await conn.execute(select(users.c.id).where(users.c.id == user_id).with_for_update(key_share=True))
+
+
 async def touch_for_refresh(
     conn: AsyncConnection, *, session_id: str, now: datetime, idle_cutoff: datetime
 ) -> Record | None:
@@ -121,12 +128,16 @@ async def revoke(
     return list((await conn.execute(stmt)).scalars())
 
 
-async def over_cap(conn: AsyncConnection, *, user_id: int, now: datetime, idle_cutoff: datetime, cap: int) -> list[str]:
-    """Active sessions beyond the cap, least recently active first to go (the older one on a tie)."""
+async def over_cap(
+    conn: AsyncConnection, *, user_id: int, now: datetime, idle_cutoff: datetime, cap: int, keep: str
+) -> list[str]:
+    """Active sessions beyond the cap, least recently active first to go (the older one on a tie). Never ``keep``,
+    the session being created: a login must not evict itself, even when others were active at the same instant
+    or later (a refresh that committed while the login ran)."""
     stmt = (
         select(sessions.c.id)
-        .where(sessions.c.user_id == user_id, _active(now, idle_cutoff))
+        .where(sessions.c.user_id == user_id, sessions.c.id != keep, _active(now, idle_cutoff))
         .order_by(sessions.c.last_activity.desc(), sessions.c.created_at.desc(), sessions.c.id.desc())
-        .offset(cap)
+        .offset(cap - 1)
     )
     return list((await conn.execute(stmt)).scalars())

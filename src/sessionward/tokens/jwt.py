@@ -71,7 +71,7 @@ class AccessTokens:
             )
         except jwt.PyJWTError as exc:
             raise invalid_token() from exc
-        return _claims(claims, now=now)
+        return _claims(claims, now=now, lifetime=self.lifetime)
 
     def _key_for(self, header: dict[str, Any], *, now: datetime) -> Any:
         # RFC 8725 §3.11 explicit typing; §3.1 only the configured algorithm. jku/jwk/x5u are never read.
@@ -84,8 +84,9 @@ class AccessTokens:
         return key
 
 
-def _claims(claims: dict[str, Any], *, now: datetime) -> AccessClaims:
+def _claims(claims: dict[str, Any], *, now: datetime, lifetime: timedelta) -> AccessClaims:
     sub, sid, jti, exp, iat = (claims[name] for name in ("sub", "sid", "jti", "exp", "iat"))
+    nbf = claims.get("nbf", iat)  # never issued here; RFC 7519 §4.1.5 when present
     if not (
         isinstance(sub, str)
         and sub.isascii()
@@ -95,13 +96,12 @@ def _claims(claims: dict[str, Any], *, now: datetime) -> AccessClaims:
         and isinstance(jti, str)
     ):
         raise invalid_token()
-    if not (isinstance(exp, int) and isinstance(iat, int)) or isinstance(exp, bool) or isinstance(iat, bool):
+    if not all(isinstance(value, int) and not isinstance(value, bool) for value in (exp, iat, nbf)):
         raise invalid_token()
     stamp = now.timestamp()
-    if exp <= stamp - LEEWAY_SECONDS or iat > stamp + LEEWAY_SECONDS:
+    if exp <= stamp - LEEWAY_SECONDS or iat > stamp + LEEWAY_SECONDS or nbf > stamp + LEEWAY_SECONDS:
         raise invalid_token()
-    try:
-        expires_at = datetime.fromtimestamp(exp, tz=now.tzinfo)
-    except (OverflowError, OSError, ValueError):  # an exp past year 9999: never a 5xx
-        raise invalid_token() from None
-    return AccessClaims(int(sub), sid, jti, expires_at)
+    if not 0 < exp - iat <= lifetime.total_seconds():  # no token lives longer than the service issues them
+        raise invalid_token()
+    # exp is now within the lifetime of the present: no overflow past year 9999 (never a 5xx).
+    return AccessClaims(int(sub), sid, jti, datetime.fromtimestamp(exp, tz=now.tzinfo))

@@ -5,12 +5,13 @@ from urllib.parse import parse_qs
 from fastapi import APIRouter, Request
 
 from sessionward.deps import ClientDevice, Ctx
-from sessionward.errors import validation
-from sessionward.http import JSON, ok
+from sessionward.errors import AppError, invalid_token, validation
+from sessionward.http import JSON, failure, ok
 from sessionward.schemas import Message, Success, errors
 from sessionward.sessions.models import TokensOut
 from sessionward.tokens import service
 from sessionward.tokens.models import Jwks, RefreshRequest
+from sessionward.web import cookies
 
 router = APIRouter(tags=["tokens"])
 
@@ -23,7 +24,10 @@ _FORM = {
                 "required": ["token"],
                 "properties": {
                     "token": {"type": "string", "minLength": 1, "maxLength": 4096},
-                    "token_type_hint": {"type": "string", "enum": ["access_token", "refresh_token"]},
+                    "token_type_hint": {
+                        "type": "string",
+                        "description": "`access_token` or `refresh_token`; any other value is ignored (RFC 7009 §2.2)",
+                    },
                 },
             }
         }
@@ -31,7 +35,46 @@ _FORM = {
 }
 
 
-@router.post("/api/v1/auth/refresh", response_model=Success[TokensOut], responses=errors(401))
+async def refresh_from_cookies(request: Request, ctx: Ctx, device: ClientDevice) -> JSON:
+    """Browser mode: the refresh token and session id come from the cookies, the successor goes back into them."""
+    cookies.check_origin(request)
+    settings = ctx.settings
+    presented = cookies.read(request, settings)
+    try:
+        if presented is None:
+            raise invalid_token()
+        pair = await service.refresh(
+            ctx, presented=presented.refresh_token, session_id=presented.session_id, device=device
+        )
+    except AppError as exc:
+        if exc.status != 401:
+            raise
+        refused = failure(exc)  # a dead session's cookies are of no further use: the browser drops them
+        cookies.clear(refused, request, settings)
+        return refused
+    response = ok(pair.body(refresh_in_body=False))
+    rotated = cookies.Presented(pair.refresh, presented.session_id)
+    cookies.store(response, request, settings, refresh=rotated, max_age=pair.refresh_expires_in)
+    return response
+
+
+# Registered first, matched only with `X-Sessionward-Client: web`: JSON clients reach the route below, whose
+# signature (a required body) and answers are exactly those of before browser mode; they pay one header scan.
+router.add_api_route(
+    "/api/v1/auth/refresh",
+    refresh_from_cookies,
+    methods=["POST"],
+    include_in_schema=False,
+    route_class_override=cookies.BrowserRoute,
+)
+
+
+@router.post(
+    "/api/v1/auth/refresh",
+    response_model=Success[TokensOut],
+    responses=errors(401, 403),
+    openapi_extra=cookies.OPENAPI_OPTIONAL_BODY,
+)
 async def refresh(body: RefreshRequest, ctx: Ctx, device: ClientDevice) -> JSON:
     pair = await service.refresh(ctx, presented=body.refresh_token, session_id=body.session_id, device=device)
     return ok(pair.body())

@@ -28,10 +28,13 @@ class TokenPair:
     refresh: str
     refresh_expires_in: int
 
-    def body(self) -> dict[str, Any]:
+    def body(self, *, refresh_in_body: bool = True) -> dict[str, Any]:
+        """The wire shape; browser (cookie) mode leaves the refresh token out: it travels in a cookie."""
+        refresh: dict[str, Any] = {"token": self.refresh} if refresh_in_body else {}
+        refresh["expires_in"] = self.refresh_expires_in
         return {
             "access": {"token": self.access.token, "expires_in": self.access.expires_in, "type": "Bearer"},
-            "refresh": {"token": self.refresh, "expires_in": self.refresh_expires_in},
+            "refresh": refresh,
         }
 
 
@@ -309,6 +312,7 @@ async def authenticate(ctx: Context, token: str) -> Principal:
 
 
 async def _load_state(ctx: Context, session_id: str) -> SessionState:
+    read_at = ctx.cache.stamp()
     async with ctx.db.read() as conn:
         row = await sessions_store.state(conn, session_id)
         jtis = await store.blacklisted(conn, session_id) if row is not None else set()
@@ -327,42 +331,51 @@ async def _load_state(ctx: Context, session_id: str) -> SessionState:
             "created_at": iso(row.created_at),
         }
         state = SessionState(row.user_id, row.expires_at, row.last_activity, row.revoked_at is not None, user, jtis)
-    ctx.cache.put(session_id, state)
+    ctx.cache.put(session_id, state, read_at=read_at)
     return state
 
 
 async def revoke_presented(ctx: Context, *, token: str, hint: str | None) -> None:
-    """RFC 7009: a refresh token ends its session; an access token is blacklisted. Unknown: nothing."""
+    """RFC 7009: a refresh token ends its session; an access token is blacklisted. Unknown: nothing
+    (§2.2: answered 200 all the same). The hint only decides which kind is tried first."""
     now = ctx.clock.now()
-    kinds = ["access", "refresh"] if hint == "access_token" else ["refresh", "access"]
-    for kind in kinds:
-        if kind == "refresh":
-            async with ctx.db.read() as conn:
-                owner = await store.owner(conn, hash_token(token))
-            if owner is not None:
-                async with ctx.db.transaction() as tx:
-                    ended = await end_sessions(
-                        ctx, tx, user_id=owner.user_id, only=[owner.session_id], reason="token_revoked", now=now
-                    )
-                    if ended:
-                        await record(
-                            tx.conn,
-                            user_id=owner.user_id,
-                            type=EventType.TOKEN_REVOKED,
-                            now=now,
-                            session_id=owner.session_id,
-                            details={"token_type": "refresh_token"},
-                        )
-                return
-        else:
-            try:
-                claims = ctx.access.verify(token, now=now)
-            except AppError:  # RFC 7009 §2.2: an invalid token is answered 200 all the same
-                continue
-            state = ctx.cache.get(claims.session_id) or await _load_state(ctx, claims.session_id)
-            if state.revoked or state.user_id != claims.user_id:
-                return  # already dead with its session (or its account: no row to blacklist against)
-            async with ctx.db.transaction() as tx:
-                principal = Principal(claims.user_id, claims.session_id, claims.jti, claims.expires_at, {})
-                await blacklist(ctx, tx, principal, reason="token_revoked", now=now)
+    kinds = (_revoke_access, _revoke_refresh) if hint == "access_token" else (_revoke_refresh, _revoke_access)
+    for revoke in kinds:
+        if await revoke(ctx, token, now):
             return
+
+
+async def _revoke_refresh(ctx: Context, token: str, now: datetime) -> bool:
+    async with ctx.db.read() as conn:
+        owner = await store.owner(conn, hash_token(token))
+    if owner is None:
+        return False
+    async with ctx.db.transaction() as tx:
+        ended = await end_sessions(
+            ctx, tx, user_id=owner.user_id, only=[owner.session_id], reason="token_revoked", now=now
+        )
+        if ended:
+            details = {"token_type": "refresh_token"}
+            await record(
+                tx.conn,
+                user_id=owner.user_id,
+                type=EventType.TOKEN_REVOKED,
+                now=now,
+                session_id=owner.session_id,
+                details=details,
+            )
+    return True
+
+
+async def _revoke_access(ctx: Context, token: str, now: datetime) -> bool:
+    try:
+        claims = ctx.access.verify(token, now=now)
+    except AppError:
+        return False
+    state = ctx.cache.get(claims.session_id) or await _load_state(ctx, claims.session_id)
+    if state.revoked or state.user_id != claims.user_id:
+        return True  # already dead with its session (or its account: no row to blacklist against)
+    async with ctx.db.transaction() as tx:
+        principal = Principal(claims.user_id, claims.session_id, claims.jti, claims.expires_at, {})
+        await blacklist(ctx, tx, principal, reason="token_revoked", now=now)
+    return True

@@ -5,7 +5,7 @@ from enum import StrEnum
 from typing import Annotated
 
 from email_validator import EmailNotValidError, validate_email
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictStr
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictStr, WithJsonSchema
 
 
 class Role(StrEnum):
@@ -17,15 +17,30 @@ def normalise_email(value: str) -> str:
     """Trimmed and lower-cased; syntax only, no deliverability look-up."""
     value = value.strip().lower()
     try:
-        validate_email(value, check_deliverability=False)
+        # Syntax only (API.md): no DNS, and test domains such as example.test are addresses too.
+        validate_email(value, check_deliverability=False, test_environment=True, globally_deliverable=False)
     except EmailNotValidError as exc:
         raise ValueError("Email is not a valid email address") from exc
     return value
 
 
-Email = Annotated[StrictStr, Field(max_length=320), AfterValidator(normalise_email)]
+Email = Annotated[
+    StrictStr, Field(max_length=320, json_schema_extra={"format": "email"}), AfterValidator(normalise_email)
+]
 # Bounded before the policy check so a huge body never reaches argon2.
 Password = Annotated[StrictStr, Field(min_length=1, max_length=4096)]
+# A password being set: the service checks the configured policy; the schema states the default one.
+NewPassword = Annotated[
+    Password,
+    WithJsonSchema(
+        {
+            "type": "string",
+            "minLength": 8,
+            "maxLength": 128,
+            "description": "PASSWORD_MIN_LENGTH to PASSWORD_MAX_LENGTH characters (by default 8 to 128)",
+        }
+    ),
+]
 
 
 class Request(BaseModel):
@@ -34,7 +49,7 @@ class Request(BaseModel):
 
 class RegisterRequest(Request):
     email: Email
-    password: Password
+    password: NewPassword
     name: Annotated[StrictStr, Field(max_length=200)] | None = None
 
 
@@ -45,7 +60,7 @@ class LoginRequest(Request):
 
 class PasswordChangeRequest(Request):
     current_password: Password
-    new_password: Password
+    new_password: NewPassword
 
 
 class DeleteAccountRequest(Request):

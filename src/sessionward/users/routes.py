@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 
 from sessionward.deps import Caller, ClientDevice, Ctx
 from sessionward.http import JSON, ok
@@ -8,6 +8,7 @@ from sessionward.schemas import Message, Success, errors
 from sessionward.sessions import service as sessions
 from sessionward.users import service
 from sessionward.users.models import DeleteAccountRequest, PasswordChangeRequest, RegisterRequest, UserOut
+from sessionward.web import cookies
 
 router = APIRouter(prefix="/api/v1/auth", tags=["account"])
 
@@ -29,9 +30,18 @@ async def me(caller: Caller) -> JSON:
 
 
 @router.delete("/me", response_model=Message, responses=errors(401, 403))
-async def delete_me(body: DeleteAccountRequest, caller: Caller, ctx: Ctx) -> JSON:
+async def delete_me(
+    request: Request,
+    body: DeleteAccountRequest,
+    caller: Caller,
+    ctx: Ctx,
+    x_sessionward_client: cookies.WebClient = None,
+) -> JSON:
     await sessions.delete_account(ctx, caller, password=body.password)
-    return ok(message="Account deleted")
+    response = ok(message="Account deleted")
+    if x_sessionward_client == cookies.WEB:
+        cookies.clear(response, request, ctx.settings)
+    return response
 
 
 @router.post("/password", response_model=Message, responses=errors(401, 403))
