@@ -242,3 +242,25 @@ def users(client: httpx.AsyncClient) -> Users:
 
 async def refresh(client: httpx.AsyncClient, token: str, session_id: str, **kwargs: Any) -> httpx.Response:
     return await client.post(f"{API}/refresh", json={"refresh_token": token, "session_id": session_id}, **kwargs)
+
+
+async def me_status(client: httpx.AsyncClient, login: Login) -> int:
+    return (await client.get(f"{API}/me", headers=login.auth)).status_code
+
+
+async def refresh_status(client: httpx.AsyncClient, login: Login) -> int:
+    """Refreshes this login; on success it keeps the successor, so it can be checked again later."""
+    response = await refresh(client, login.refresh, login.session_id)
+    if response.status_code == 200:
+        login.refresh = response.json()["data"]["refresh"]["token"]
+    return response.status_code
+
+
+async def works(client: httpx.AsyncClient, login: Login) -> bool:
+    """Both the access token and the refresh token of this login are still accepted."""
+    return await me_status(client, login) == 200 and await refresh_status(client, login) == 200
+
+
+async def dead(client: httpx.AsyncClient, login: Login) -> bool:
+    """Both the access token and the refresh token of this login are refused with 401."""
+    return await me_status(client, login) == 401 and await refresh_status(client, login) == 401

@@ -14,7 +14,7 @@ from sessionward.sessions.tables import sessions
 from sessionward.tokens.tables import refresh_tokens, token_blacklist
 from sessionward.users.service import create as create_user
 from sessionward.users.tables import users as users_table
-from tests.conftest import API, PASSWORD, Login, Users, refresh
+from tests.conftest import API, PASSWORD, Login, Users, dead, me_status, refresh_status, works
 
 NEW_PASSWORD = "a brand new passphrase"
 EVENT_FIELDS = {"id", "type", "at", "session_id", "ip_address", "device_info", "details"}
@@ -32,26 +32,6 @@ async def register(client: httpx.AsyncClient, email: str, password: str = PASSWO
 
 async def login(client: httpx.AsyncClient, email: str, password: str = PASSWORD) -> httpx.Response:
     return await client.post(f"{API}/login", json={"email": email, "password": password})
-
-
-async def me_status(client: httpx.AsyncClient, login: Login) -> int:
-    return (await client.get(f"{API}/me", headers=login.auth)).status_code
-
-
-async def refresh_status(client: httpx.AsyncClient, login: Login) -> int:
-    """Refreshes this login; on success it keeps the successor, so it can be checked again later."""
-    response = await refresh(client, login.refresh, login.session_id)
-    if response.status_code == 200:
-        login.refresh = response.json()["data"]["refresh"]["token"]
-    return response.status_code
-
-
-async def works(client: httpx.AsyncClient, login: Login) -> bool:
-    return await me_status(client, login) == 200 and await refresh_status(client, login) == 200
-
-
-async def dead(client: httpx.AsyncClient, login: Login) -> bool:
-    return await me_status(client, login) == 401 and await refresh_status(client, login) == 401
 
 
 async def change_password(client: httpx.AsyncClient, login: Login, current: str, new: str) -> httpx.Response:

@@ -13,7 +13,7 @@ from sessionward.clock import FrozenClock
 from sessionward.context import Context
 from sessionward.users.models import Role
 from sessionward.users.service import create as create_user
-from tests.conftest import API, PASSWORD, Login, Users, refresh
+from tests.conftest import API, PASSWORD, Login, Users, dead, me_status, refresh_status, works
 
 ADMIN = "/api/v1/admin"
 SESSION_FIELDS = {"id", "device_info", "ip_address", "created_at", "last_activity", "expires_at", "is_current"}
@@ -29,28 +29,6 @@ def settings_overrides() -> dict[str, Any]:
 
 def bearer(login: Login, **headers: str) -> dict[str, str]:
     return {**login.auth, **headers}
-
-
-async def me_status(client: httpx.AsyncClient, login: Login) -> int:
-    return (await client.get(f"{API}/me", headers=login.auth)).status_code
-
-
-async def refresh_status(client: httpx.AsyncClient, login: Login) -> int:
-    """Refreshes this login; on success it keeps the successor, so it can be checked again later."""
-    response = await refresh(client, login.refresh, login.session_id)
-    if response.status_code == 200:
-        login.refresh = response.json()["data"]["refresh"]["token"]
-    return response.status_code
-
-
-async def works(client: httpx.AsyncClient, login: Login) -> bool:
-    """Both the access token and the refresh token of this login are still accepted."""
-    return await me_status(client, login) == 200 and await refresh_status(client, login) == 200
-
-
-async def dead(client: httpx.AsyncClient, login: Login) -> bool:
-    """Both the access token and the refresh token of this login are refused with 401."""
-    return await me_status(client, login) == 401 and await refresh_status(client, login) == 401
 
 
 async def device_list(client: httpx.AsyncClient, login: Login, **headers: str) -> dict[str, Any]:
