@@ -387,7 +387,7 @@ async def test_openapi_describes_both_modes(client: httpx.AsyncClient) -> None:
     assert document["components"]["schemas"]["RefreshRequest"]["required"] == ["refresh_token", "session_id"]
     header = next(p for p in operation["parameters"] if p["name"] == "x-sessionward-client")
     assert header["in"] == "header"
-    assert header["schema"]["enum"] == ["web"]
+    assert header["schema"]["examples"] == ["web"]  # not an enum: any other value means JSON mode
     assert "403" in operation["responses"]
     refresh_out = document["components"]["schemas"]["RefreshOut"]
     assert refresh_out["required"] == ["expires_in"]

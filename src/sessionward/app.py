@@ -27,6 +27,7 @@ from sessionward.context import Context
 from sessionward.errors import AppError, ErrorCode, validation
 from sessionward.http import JSON, failure, server_error
 from sessionward.jobs.scheduler import run_schedule
+from sessionward.schemas import NO_NUL
 from sessionward.sessions.routes import router as sessions_router
 from sessionward.tokens.routes import router as tokens_router
 from sessionward.users.routes import router as users_router
@@ -181,6 +182,8 @@ def _validation_errors(exc: RequestValidationError) -> AppError:
             )
         words = field.replace("_", " ").capitalize()
         reason = str(error["msg"]).removeprefix("Value error, ")
+        if (error.get("ctx") or {}).get("pattern") == NO_NUL:
+            reason = "must not contain NUL characters"
         message = f"{words} is required" if error["type"] == "missing" else f"{words}: {reason}"
         errors.append({"field": field, "message": message.removesuffix(".")})
     return AppError(ErrorCode.VALIDATION, errors[0]["message"] if errors else "Invalid request", errors=errors)
@@ -259,7 +262,25 @@ def _fastapi(ctx: Context) -> FastAPI:
     for router in (users_router, sessions_router, tokens_router, audit_router, admin_router, web_router):
         app.include_router(router)
     _operational_routes(app, ctx)
+    _document_400_not_422(app)
     return app
+
+
+def _document_400_not_422(app: FastAPI) -> None:
+    """FastAPI documents a 422 for every validated operation; this service answers validation errors with 400
+    (API.md), which every operation documents already."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        schema = generate()  # built once, then cached by FastAPI
+        for item in schema.get("paths", {}).values():
+            for operation in item.values():
+                operation.get("responses", {}).pop("422", None)
+        for name in ("HTTPValidationError", "ValidationError"):
+            schema.get("components", {}).get("schemas", {}).pop(name, None)
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def _operational_routes(app: FastAPI, ctx: Context) -> None:

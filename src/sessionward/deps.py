@@ -8,7 +8,7 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from sessionward.context import Context
-from sessionward.errors import AppError, ErrorCode
+from sessionward.errors import AppError, ErrorCode, validation
 from sessionward.sessions.devices import Device, parse_device
 from sessionward.tokens import service as tokens
 from sessionward.tokens.service import Principal
@@ -32,6 +32,8 @@ def device(request: Request) -> Device:
 async def principal(
     request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 ) -> Principal:
+    if len(request.headers.getlist("authorization")) > 1:  # ambiguous (RFC 6749 §5.2): never "the first wins"
+        raise validation("authorization", "Send one Authorization header")
     if credentials is None or not credentials.credentials or len(credentials.credentials) > MAX_TOKEN_LENGTH:
         raise AppError(ErrorCode.INVALID_TOKEN, "Authentication required")
     found = await tokens.authenticate(context(request), credentials.credentials)

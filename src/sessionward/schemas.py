@@ -8,6 +8,10 @@ from pydantic import BaseModel
 
 T = TypeVar("T")
 
+# PostgreSQL text cannot hold U+0000, which JSON can carry escaped: refused as input wherever a string reaches
+# the database, on either backend, so SQLite and PostgreSQL answer alike (a 400, never a 500).
+NO_NUL = r"^[^\x00]*$"
+
 
 class Success(BaseModel, Generic[T]):
     status: Literal["success"]

@@ -71,7 +71,7 @@ def _device_type(user_agent: str, os_name: str, device_family: str) -> DeviceTyp
 
 
 def parse_device(user_agent: str | None, ip: str | None) -> Device:
-    user_agent = (user_agent or "")[:MAX_USER_AGENT]
+    user_agent = (user_agent or "").replace("\x00", "")[:MAX_USER_AGENT]  # no NUL in PostgreSQL text
     parsed = parse(user_agent).with_defaults()
     browser = _BROWSER_NAMES.get(parsed.user_agent.family, parsed.user_agent.family)
     os_name = _OS_NAMES.get(parsed.os.family, parsed.os.family)

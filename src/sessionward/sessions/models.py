@@ -5,6 +5,7 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr
 from pydantic.json_schema import SkipJsonSchema
 
+from sessionward.schemas import NO_NUL
 from sessionward.users.models import UserOut
 
 SessionId = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$", description="64 hex characters")]
@@ -12,7 +13,7 @@ SessionId = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$", description="64 hex 
 
 class LogoutRequest(BaseModel):
     model_config = ConfigDict(extra="ignore")
-    session_id: Annotated[StrictStr, Field(min_length=10, max_length=128)] | None = None
+    session_id: Annotated[StrictStr, Field(min_length=10, max_length=128, pattern=NO_NUL)] | None = None
     logout_all: StrictBool = False
 
 

@@ -4,7 +4,9 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StrictStr
 
-Opaque = Annotated[StrictStr, Field(min_length=10, max_length=512)]
+from sessionward.schemas import NO_NUL
+
+Opaque = Annotated[StrictStr, Field(min_length=10, max_length=512, pattern=NO_NUL)]
 
 
 class RefreshRequest(BaseModel):

@@ -29,6 +29,9 @@ _FORM = {
                         "description": "`access_token` or `refresh_token`; any other value is ignored (RFC 7009 §2.2)",
                     },
                 },
+                # Other parameters are ignored (RFC 6749 §3.2), but at most 10 fields are read at all.
+                "additionalProperties": {"type": "string"},
+                "maxProperties": 10,
             }
         }
     },
@@ -86,7 +89,7 @@ async def revoke(request: Request, ctx: Ctx) -> JSON:
     try:
         form = parse_qs((await request.body()).decode(), strict_parsing=False, max_num_fields=10)
     except (UnicodeDecodeError, ValueError):
-        raise validation("token", "Body must be form-encoded") from None
+        raise validation("token", "Body must be form-encoded, with at most 10 fields") from None
     token = (form.get("token") or [""])[0]
     hints = form.get("token_type_hint")
     hint = hints[0] if hints else None

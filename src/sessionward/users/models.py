@@ -7,6 +7,8 @@ from typing import Annotated
 from email_validator import EmailNotValidError, validate_email
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictStr, WithJsonSchema
 
+from sessionward.schemas import NO_NUL
+
 
 class Role(StrEnum):
     USER = "user"
@@ -50,11 +52,11 @@ class Request(BaseModel):
 class RegisterRequest(Request):
     email: Email
     password: NewPassword
-    name: Annotated[StrictStr, Field(max_length=200)] | None = None
+    name: Annotated[StrictStr, Field(max_length=200, pattern=NO_NUL)] | None = None
 
 
 class LoginRequest(Request):
-    email: Annotated[StrictStr, Field(min_length=1, max_length=320)]
+    email: Annotated[StrictStr, Field(min_length=1, max_length=320, pattern=NO_NUL)]
     password: Password
 
 

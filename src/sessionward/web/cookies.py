@@ -45,7 +45,10 @@ _DESCRIPTION = (
     "read by refresh, cleared by logout) instead of the JSON body, and the request's Origin must be this "
     "service's own. Any other value, or none, is the JSON mode."
 )
-WebClient = Annotated[str | None, WithJsonSchema({"type": "string", "enum": [WEB]}), Header(description=_DESCRIPTION)]
+# Not an enum: any other value is valid and means JSON mode (a schema fuzzer must not expect it refused).
+WebClient = Annotated[
+    str | None, WithJsonSchema({"type": "string", "examples": [WEB]}), Header(description=_DESCRIPTION)
+]
 # /refresh documents both modes on its JSON route: the body is required there, absent in browser mode.
 OPENAPI_OPTIONAL_BODY: dict[str, Any] = {
     "parameters": [
@@ -54,7 +57,7 @@ OPENAPI_OPTIONAL_BODY: dict[str, Any] = {
             "in": "header",
             "required": False,
             "description": _DESCRIPTION,
-            "schema": {"type": "string", "enum": [WEB]},
+            "schema": {"type": "string", "examples": [WEB]},
         }
     ],
     "requestBody": {"required": False, "description": "Required, unless `X-Sessionward-Client: web`."},
@@ -108,8 +111,8 @@ def read(request: Request, settings: Settings) -> Presented | None:
     refresh_name, session_name, _ = _names(request, settings)
     token = request.cookies.get(refresh_name, "")
     session_id = request.cookies.get(session_name, "")
-    if len(token) not in _VALUE_LENGTH or len(session_id) not in _VALUE_LENGTH:
-        return None
+    if len(token) not in _VALUE_LENGTH or len(session_id) not in _VALUE_LENGTH or "\x00" in session_id:
+        return None  # NUL: never a session id (and PostgreSQL text cannot hold it)
     return Presented(token, session_id)
 
 

@@ -1,0 +1,100 @@
+"""The hot paths' database budget, counted with SQLAlchemy's engine events on the real backend.
+
+A refresh is at most 3 statements in one transaction; an authenticated request with a warm cache is none.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+
+from sessionward.context import Context
+from tests.conftest import API, Users, refresh
+
+_CONTROL = ("BEGIN", "COMMIT", "ROLLBACK", "SAVEPOINT", "RELEASE")
+
+
+@dataclass
+class Counted:
+    statements: list[str] = field(default_factory=list)
+    transactions: int = 0
+
+
+def _engines(ctx: Context) -> list[Engine]:
+    engines = {id(e.sync_engine): e.sync_engine for e in (ctx.db.writer, ctx.db.reader)}
+    return list(engines.values())
+
+
+@contextmanager
+def counting(ctx: Context) -> Iterator[Counted]:
+    counted = Counted()
+
+    def on_execute(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if not statement.lstrip().upper().startswith(_CONTROL):
+            counted.statements.append(statement)
+
+    def on_begin(_conn: Any) -> None:
+        counted.transactions += 1
+
+    engines = _engines(ctx)
+    for engine in engines:
+        event.listen(engine, "before_cursor_execute", on_execute)
+        event.listen(engine, "begin", on_begin)
+    try:
+        yield counted
+    finally:
+        for engine in engines:
+            event.remove(engine, "before_cursor_execute", on_execute)
+            event.remove(engine, "begin", on_begin)
+
+
+async def test_a_refresh_is_three_statements_in_one_transaction(
+    ctx: Context, client: httpx.AsyncClient, users: Users
+) -> None:
+    login = await users.signed_in()
+    token = login.refresh
+    for _ in range(3):  # the first rotation and later ones alike
+        with counting(ctx) as counted:
+            response = await refresh(client, token, login.session_id)
+        assert response.status_code == 200, response.text
+        token = response.json()["data"]["refresh"]["token"]
+        assert len(counted.statements) <= 3, counted.statements
+        assert counted.transactions == 1
+
+
+async def test_a_retry_within_grace_stays_in_one_transaction(
+    ctx: Context, client: httpx.AsyncClient, users: Users
+) -> None:
+    login = await users.signed_in()
+    assert (await refresh(client, login.refresh, login.session_id)).status_code == 200
+    with counting(ctx) as counted:
+        response = await refresh(client, login.refresh, login.session_id)
+    assert response.status_code == 200
+    assert counted.transactions == 1
+    assert len(counted.statements) <= 4, counted.statements  # the lost compare-and-set, then the successor's row
+
+
+async def test_an_authenticated_request_with_a_warm_cache_reads_nothing(
+    ctx: Context, client: httpx.AsyncClient, users: Users
+) -> None:
+    login = await users.signed_in()
+    assert (await client.get(f"{API}/me", headers=login.auth)).status_code == 200
+    with counting(ctx) as counted:
+        for _ in range(20):
+            assert (await client.get(f"{API}/me", headers=login.auth)).status_code == 200
+    assert counted.statements == []
+    assert counted.transactions == 0
+
+
+async def test_the_count_sees_a_cold_cache(ctx: Context, client: httpx.AsyncClient, users: Users) -> None:
+    """The counter is live: the first request of a session not yet cached reads its state."""
+    login = await users.signed_in()
+    with counting(ctx) as counted:
+        assert (await client.get(f"{API}/me", headers=login.auth)).status_code == 200
+    assert counted.statements
