@@ -364,6 +364,41 @@ async def test_standard_base64_instead_of_base64url_is_refused(client: httpx.Asy
     await assert_refused(client, f"{head}.{standard}.{sig}")
 
 
+async def test_critical_extensions_and_unencoded_payloads_are_refused(client: httpx.AsyncClient, login: Login) -> None:
+    # RFC 7515 §4.1.11: none is understood here, so any "crit" is refused; RFC 7797 "b64": false likewise.
+    for header in [{"crit": ["exp"]}, {"crit": []}, {"b64": False, "crit": ["b64"]}, {"b64": False}, {"b64": "true"}]:
+        await assert_refused(client, resigned(login, header=header), header)
+    assert (await me(client, resigned(login, header={"b64": True}))).status_code == 200  # the default, said aloud
+
+
+async def test_a_header_or_payload_that_is_json_but_not_an_object_is_refused(
+    client: httpx.AsyncClient, login: Login
+) -> None:
+    header, claims = parts(login.access)
+    for value in ([header], "header", 1, None):
+        await assert_refused(client, hmac_sign(value, claims), value)
+    for value in ([claims], "claims", 1, None):
+        await assert_refused(client, hmac_sign(header, value), value)
+
+
+async def test_a_signature_with_stray_base64_bits_is_refused(client: httpx.AsyncClient, login: Login) -> None:
+    """One token, one spelling: a last character whose unused bits are set decodes to the same signature."""
+    head, body, sig = login.access.split(".")
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    assert len(sig) % 4 in (2, 3)  # so the last character has unused low bits, all zero when canonical
+    variant = sig[:-1] + alphabet[alphabet.index(sig[-1]) ^ 1]
+    assert base64.urlsafe_b64decode(variant + "==") == base64.urlsafe_b64decode(sig + "==")
+    assert variant != sig
+    await assert_refused(client, f"{head}.{body}.{variant}")
+    await assert_refused(client, f"{head}.{body}.{sig}=")  # padded
+    assert (await me(client, login.access)).status_code == 200
+
+
+async def test_an_audience_array_that_names_this_service_is_accepted(client: httpx.AsyncClient, login: Login) -> None:
+    _, claims = parts(login.access)
+    assert (await me(client, resigned(login, aud=["other-api", claims["aud"]]))).status_code == 200
+
+
 @pytest.mark.parametrize(
     "authorization",
     ["", "Bearer", "Bearer ", "Basic dXNlcjpwYXNz", "Token abc", "Bearer " + "a" * 5000],

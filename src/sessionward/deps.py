@@ -18,12 +18,15 @@ MAX_TOKEN_LENGTH = 4096
 _bearer = HTTPBearer(auto_error=False, description="An access token from login or refresh.")
 
 
-def context(request: Request) -> Context:
+# Dependencies are coroutines even when they never await: FastAPI runs a plain function in a worker thread.
+
+
+async def context(request: Request) -> Context:
     ctx: Context = request.app.state.ctx
     return ctx
 
 
-def device(request: Request) -> Device:
+async def device(request: Request) -> Device:
     # request.client is the peer, or the X-Forwarded-For client when the peer is a trusted proxy.
     ip = request.client.host if request.client else None
     return parse_device(request.headers.get("user-agent"), ip)
@@ -36,7 +39,7 @@ async def principal(
         raise validation("authorization", "Send one Authorization header")
     if credentials is None or not credentials.credentials or len(credentials.credentials) > MAX_TOKEN_LENGTH:
         raise AppError(ErrorCode.INVALID_TOKEN, "Authentication required")
-    found = await tokens.authenticate(context(request), credentials.credentials)
+    found = await tokens.authenticate(request.app.state.ctx, credentials.credentials)
     request.state.principal = found
     return found
 

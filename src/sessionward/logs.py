@@ -47,6 +47,11 @@ class JsonFormatter(logging.Formatter):
 
 
 def configure(level: str) -> None:
+    # The logging HOWTO's "Optimization": none of these appear in our lines, and the access log runs per request.
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
+    logging._srcfile = None  # no caller frame lookup
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter())
     root = logging.getLogger()

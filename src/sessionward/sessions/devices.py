@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from enum import StrEnum
+from functools import lru_cache
 
 from ua_parser import parse
 
@@ -72,10 +73,16 @@ def _device_type(user_agent: str, os_name: str, device_family: str) -> DeviceTyp
 
 def parse_device(user_agent: str | None, ip: str | None) -> Device:
     user_agent = (user_agent or "").replace("\x00", "")[:MAX_USER_AGENT]  # no NUL in PostgreSQL text
+    return Device(user_agent, ip, *_classify(user_agent))
+
+
+@lru_cache(maxsize=4096)
+def _classify(user_agent: str) -> tuple[str, str, DeviceType]:
+    """Browser, OS and type: the same few agents come back on every refresh, so they are parsed once."""
     parsed = parse(user_agent).with_defaults()
     browser = _BROWSER_NAMES.get(parsed.user_agent.family, parsed.user_agent.family)
     os_name = _OS_NAMES.get(parsed.os.family, parsed.os.family)
-    return Device(user_agent, ip, browser, os_name, _device_type(user_agent, os_name, parsed.device.family))
+    return browser, os_name, _device_type(user_agent, os_name, parsed.device.family)
 
 
 _LINUX = {"Linux", "Ubuntu", "Fedora", "Debian"}

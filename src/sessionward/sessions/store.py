@@ -6,10 +6,10 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, insert, select, update
+from sqlalchemy import BindParameter, ColumnElement, and_, bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from sessionward.db import Record
+from sessionward.db import Record, UTCDateTime
 from sessionward.sessions.tables import sessions
 from sessionward.users.tables import users
 
@@ -23,7 +23,9 @@ _LISTED = (
 )
 
 
-def _active(now: datetime, idle_cutoff: datetime) -> ColumnElement[bool]:
+def _active(
+    now: datetime | BindParameter[datetime], idle_cutoff: datetime | BindParameter[datetime]
+) -> ColumnElement[bool]:
     return and_(
         sessions.c.revoked_at.is_(None),
         sessions.c.expires_at > now,
@@ -62,17 +64,39 @@ async def lock_user(conn: AsyncConnection, *, user_id: int) -> None:
     await conn.execute(select(users.c.id).where(users.c.id == user_id).with_for_update(key_share=True))
 
 
+# Built once (the refresh and verification paths): building a statement costs more than running it.
+_TOUCH_FOR_REFRESH = (
+    update(sessions)
+    .where(
+        sessions.c.id == bindparam("session_id"),
+        _active(bindparam("now", type_=UTCDateTime), bindparam("idle_cutoff", type_=UTCDateTime)),
+    )
+    .values(last_activity=bindparam("now"))
+    .returning(sessions.c.user_id, sessions.c.expires_at, sessions.c.device_info, sessions.c.ip_address)
+)
+_STATE = (
+    select(
+        sessions.c.user_id,
+        sessions.c.expires_at,
+        sessions.c.last_activity,
+        sessions.c.revoked_at,
+        users.c.email,
+        users.c.name,
+        users.c.role,
+        users.c.email_verified_at,
+        users.c.created_at,
+    )
+    .join(users, users.c.id == sessions.c.user_id)
+    .where(sessions.c.id == bindparam("session_id"))
+)
+
+
 async def touch_for_refresh(
     conn: AsyncConnection, *, session_id: str, now: datetime, idle_cutoff: datetime
 ) -> Record | None:
     """Mark the session used now, if it is active; its owner, expiry, device and recorded IP."""
-    stmt = (
-        update(sessions)
-        .where(sessions.c.id == session_id, _active(now, idle_cutoff))
-        .values(last_activity=now)
-        .returning(sessions.c.user_id, sessions.c.expires_at, sessions.c.device_info, sessions.c.ip_address)
-    )
-    return (await conn.execute(stmt)).first()
+    params = {"session_id": session_id, "now": now, "idle_cutoff": idle_cutoff}
+    return (await conn.execute(_TOUCH_FOR_REFRESH, params)).first()
 
 
 async def set_ip(conn: AsyncConnection, *, session_id: str, ip: str | None) -> None:
@@ -86,18 +110,7 @@ async def touch(conn: AsyncConnection, *, session_id: str, now: datetime) -> Non
 
 async def state(conn: AsyncConnection, session_id: str) -> Record | None:
     """What verifying an access token needs: the session's state and its user's public fields."""
-    stmt = select(
-        sessions.c.user_id,
-        sessions.c.expires_at,
-        sessions.c.last_activity,
-        sessions.c.revoked_at,
-        users.c.email,
-        users.c.name,
-        users.c.role,
-        users.c.email_verified_at,
-        users.c.created_at,
-    ).join(users, users.c.id == sessions.c.user_id)
-    return (await conn.execute(stmt.where(sessions.c.id == session_id))).first()
+    return (await conn.execute(_STATE, {"session_id": session_id})).first()
 
 
 async def list_active(conn: AsyncConnection, *, user_id: int, now: datetime, idle_cutoff: datetime) -> Sequence[Record]:

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.orm import aliased
@@ -15,6 +14,23 @@ from sessionward.db import Record
 from sessionward.tokens.tables import refresh_tokens, token_blacklist
 
 _child = aliased(refresh_tokens, name="child")
+
+# The hot path's statements are built once: building one costs more than SQLite takes to run it.
+_INSERT = insert(refresh_tokens)
+_LIVE = (
+    refresh_tokens.c.token_hash == bindparam("hash"),
+    refresh_tokens.c.session_id == bindparam("sid"),
+    refresh_tokens.c.rotated_at.is_(None),
+    refresh_tokens.c.revoked_at.is_(None),
+    refresh_tokens.c.expires_at > bindparam("now"),
+)
+_ROTATE = (
+    update(refresh_tokens)
+    .where(*_LIVE)
+    .values(rotated_at=bindparam("now"), successor_sealed=bindparam("sealed"))
+    .returning(refresh_tokens.c.id, refresh_tokens.c.generation)
+)
+_KEPT = select(refresh_tokens.c.expires_at).where(*_LIVE)
 
 
 async def insert_refresh(
@@ -28,45 +44,29 @@ async def insert_refresh(
     now: datetime,
     expires_at: datetime,
 ) -> None:
-    stmt = insert(refresh_tokens).values(
-        session_id=session_id,
-        user_id=user_id,
-        token_hash=token_hash,
-        parent_id=parent_id,
-        generation=generation,
-        created_at=now,
-        expires_at=expires_at,
-    )
-    await conn.execute(stmt)
-
-
-def _live(token_hash: str, session_id: str, now: datetime) -> tuple[Any, ...]:
-    return (
-        refresh_tokens.c.token_hash == token_hash,
-        refresh_tokens.c.session_id == session_id,
-        refresh_tokens.c.rotated_at.is_(None),
-        refresh_tokens.c.revoked_at.is_(None),
-        refresh_tokens.c.expires_at > now,
-    )
+    row = {
+        "session_id": session_id,
+        "user_id": user_id,
+        "token_hash": token_hash,
+        "parent_id": parent_id,
+        "generation": generation,
+        "created_at": now,
+        "expires_at": expires_at,
+    }
+    await conn.execute(_INSERT, row)
 
 
 async def rotate(
     conn: AsyncConnection, *, token_hash: str, session_id: str, now: datetime, sealed: bytes
 ) -> Record | None:
     """Retire the live token, keeping its successor sealed; ``None`` if it was not live (one winner)."""
-    stmt = (
-        update(refresh_tokens)
-        .where(*_live(token_hash, session_id, now))
-        .values(rotated_at=now, successor_sealed=sealed)
-        .returning(refresh_tokens.c.id, refresh_tokens.c.generation)
-    )
-    return (await conn.execute(stmt)).first()
+    params = {"hash": token_hash, "sid": session_id, "now": now, "sealed": sealed}
+    return (await conn.execute(_ROTATE, params)).first()
 
 
 async def live(conn: AsyncConnection, *, token_hash: str, session_id: str, now: datetime) -> Record | None:
     """The live token (rotation off: it stays valid); its expiry."""
-    stmt = select(refresh_tokens.c.expires_at).where(*_live(token_hash, session_id, now))
-    return (await conn.execute(stmt)).first()
+    return (await conn.execute(_KEPT, {"hash": token_hash, "sid": session_id, "now": now})).first()
 
 
 async def with_successor(conn: AsyncConnection, token_hash: str) -> Record | None:
