@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 COVERED := */sessionward/tokens/*,*/sessionward/sessions/*
 
-.PHONY: run test lint types pytest client-test clean
+.PHONY: run test lint types pytest client-test bench clean
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "sessionward needs Python 3.11 or newer"; exit 1; }
@@ -49,6 +49,15 @@ client-test: $(VENV)/.dev-installed
 	$(BIN)/pytest client/tests
 
 test: lint types pytest client-test
+
+# sessionward side by side with the peer in one run (bench/README.md); writes bench/RESULTS.md.
+# Linux, root, taskset and Debian's PostgreSQL 15; BENCH_ARGS='--runs 3 --duration 20' for the full run.
+$(VENV)/.bench-installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[postgres]'
+	@touch $@ $(VENV)/.installed
+
+bench: $(VENV)/.bench-installed
+	$(PYTHON) bench/run.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .coverage

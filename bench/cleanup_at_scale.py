@@ -3,7 +3,7 @@
 Measures the refresh rate and latency with the shared load generator (refresh-only, 16 clients) once
 on a quiet service and once while `sessionward cleanup` deletes the rows, and the cleanup's own time.
 Writes bench/RESULTS-cleanup.md. Needs PostgreSQL at BENCH_POSTGRES_URL (default the local one, trust
-auth) and the load generator's venv (see ../shared/bench/README.md):
+auth) and the load generator's venv (/tmp/loadgen-venv, see bench/README.md):
 
     python3 bench/cleanup_at_scale.py --rows 1000000 --duration 20
 """
@@ -24,7 +24,7 @@ from pathlib import Path
 import asyncpg
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared" / "bench"
+BENCH = ROOT / "bench"
 ADMIN_URL = os.environ.get("BENCH_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/postgres")
 DATABASE = "sessionward_bench_cleanup"
 SESSIONS = 1000
@@ -48,15 +48,16 @@ def database_url() -> str:
     return ADMIN_URL.rsplit("/", 1)[0].replace("postgres://", "postgresql://", 1) + "/" + DATABASE
 
 
-async def prepare(rows: int) -> float:
+async def recreate() -> None:
     admin = await asyncpg.connect(ADMIN_URL)
     try:
         await admin.execute(f"DROP DATABASE IF EXISTS {DATABASE} WITH (FORCE)")
         await admin.execute(f"CREATE DATABASE {DATABASE}")
     finally:
         await admin.close()
-    env = {**os.environ, "DATABASE_URL": database_url()}
-    subprocess.run([sys.executable, "-m", "sessionward", "migrate"], env=env, check=True, capture_output=True)
+
+
+async def fill(rows: int) -> float:
     conn = await asyncpg.connect(database_url().replace("postgresql://", "postgres://", 1))
     started = time.perf_counter()
     try:
@@ -67,15 +68,16 @@ async def prepare(rows: int) -> float:
 
 
 def loadgen(python: str, port: int, duration: float, out: Path, offset: int) -> subprocess.Popen[bytes]:
-    command = ["taskset", "-c", "1", python, str(SHARED / "loadgen.py"), "--config", str(SHARED / "configs/sessionward.json"),
-               "--base-url", f"http://127.0.0.1:{port}", "--mode", "refresh-only", "-c", "16", "-n", "16",
-               "--user-offset", str(offset), "-w", "3", "-d", str(duration), "--out", str(out), "--markers"]
+    command = [
+        "taskset", "-c", "1", python, str(BENCH / "loadgen.py"), "--config", str(BENCH / "configs/sessionward.json"),
+        "--base-url", f"http://127.0.0.1:{port}", "--mode", "refresh-only", "-c", "16", "-n", "16",
+        "--user-offset", str(offset), "-w", "3", "-d", str(duration), "--out", str(out), "--markers",
+    ]  # fmt: skip
     return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
 
 
 def wait_for_window(process: subprocess.Popen[bytes]) -> None:
-    assert process.stdout is not None
-    for line in process.stdout:
+    for line in process.stdout or ():
         if line.startswith(b"@@window-start"):
             return
     raise RuntimeError("the load generator ended before its window")
@@ -83,8 +85,12 @@ def wait_for_window(process: subprocess.Popen[bytes]) -> None:
 
 def figures(path: Path) -> dict[str, float]:
     refresh = json.loads(path.read_text())["endpoints"]["refresh"]
-    return {"per_s": refresh["ok_per_s"], "p50": refresh["p50_ms"], "p99": refresh["p99_ms"],
-            "errors": refresh["total"] - refresh["ok"]}
+    return {
+        "per_s": refresh["ok_per_s"],
+        "p50": refresh["p50_ms"],
+        "p99": refresh["p99_ms"],
+        "errors": refresh["total"] - refresh["ok"],
+    }
 
 
 def main() -> None:
@@ -95,14 +101,30 @@ def main() -> None:
     parser.add_argument("--reuse", action="store_true", help="keep the rows of the last run's fill")
     args = parser.parse_args()
 
-    fill_s = asyncio.run(prepare(args.rows)) if not args.reuse else 0.0
+    fill_s = 0.0
+    if not args.reuse:
+        asyncio.run(recreate())
+        env = {**os.environ, "DATABASE_URL": database_url()}
+        subprocess.run([sys.executable, "-m", "sessionward", "migrate"], env=env, check=True, capture_output=True)
+        fill_s = asyncio.run(fill(args.rows))
     print(f"filled {args.rows} expired refresh tokens in {fill_s:.1f} s")
     work = Path(tempfile.mkdtemp(prefix="sessionward-bench-"))
     port = 18_431
-    env = {**os.environ, "DATABASE_URL": database_url(), "DATA_DIR": str(work), "RATE_LIMIT_ENABLED": "false",
-           "CLEANUP_SCHEDULE": "off", "LOG_LEVEL": "WARNING", "JWT_SECRET": "bench-secret-with-more-than-32-bytes!!"}
-    server = subprocess.Popen(["taskset", "-c", "0", sys.executable, "-m", "sessionward", "serve", "--port", str(port)],
-                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url(),
+        "DATA_DIR": str(work),
+        "RATE_LIMIT_ENABLED": "false",
+        "CLEANUP_SCHEDULE": "off",
+        "LOG_LEVEL": "WARNING",
+        "JWT_SECRET": "bench-secret-with-more-than-32-bytes!!",
+    }
+    server = subprocess.Popen(
+        ["taskset", "-c", "0", sys.executable, "-m", "sessionward", "serve", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         time.sleep(4)
         quiet = loadgen(args.loadgen_python, port, args.duration, work / "quiet.json", 0)
@@ -110,8 +132,9 @@ def main() -> None:
         busy = loadgen(args.loadgen_python, port, args.duration, work / "cleanup.json", 16)
         wait_for_window(busy)
         started = time.perf_counter()
-        cleanup = subprocess.run([sys.executable, "-m", "sessionward", "cleanup"], env=env, capture_output=True,
-                                 text=True, check=True)
+        cleanup = subprocess.run(
+            [sys.executable, "-m", "sessionward", "cleanup"], env=env, capture_output=True, text=True, check=True
+        )
         cleanup_s = time.perf_counter() - started
         busy.wait()
     finally:
@@ -121,14 +144,28 @@ def main() -> None:
     report(args, fill_s, cleanup_s, cleanup.stdout, before, during)
 
 
-def report(args: argparse.Namespace, fill_s: float, cleanup_s: float, output: str,
-           before: dict[str, float], during: dict[str, float]) -> None:
+def row(window: str, measured: dict[str, float]) -> str:
+    return (
+        f"| {window} | {measured['per_s']:.0f} | {measured['p50']:.1f} | {measured['p99']:.1f} | "
+        f"{measured['errors']:.0f} |"
+    )
+
+
+def report(
+    args: argparse.Namespace,
+    fill_s: float,
+    cleanup_s: float,
+    output: str,
+    before: dict[str, float],
+    during: dict[str, float],
+) -> None:
     lines = [
         "# Cleanup at scale (PostgreSQL)",
         "",
         f"Run {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on this 2-core machine: `python3 bench/cleanup_at_scale.py "
-        f"--rows {args.rows} --duration {args.duration:g}`. One `sessionward serve` process pinned to CPU 0, the shared "
-        "load generator (refresh-only, 16 clients, 16 users) pinned to CPU 1; PostgreSQL and the cleanup unpinned.",
+        f"--rows {args.rows} --duration {args.duration:g}`. One `sessionward serve` process pinned to CPU 0, the "
+        "shared load generator (refresh-only, 16 clients, 16 users) pinned to CPU 1; PostgreSQL and the cleanup "
+        "unpinned.",
         "",
         f"- {args.rows:,} expired refresh tokens generated with SQL in {fill_s:.1f} s.",
         f"- `sessionward cleanup` deleted them in **{cleanup_s:.1f} s** while the clients refreshed "
@@ -136,8 +173,8 @@ def report(args: argparse.Namespace, fill_s: float, cleanup_s: float, output: st
         "",
         "| window | refresh/s | p50 ms | p99 ms | failed |",
         "|---|---|---|---|---|",
-        f"| quiet | {before['per_s']:.0f} | {before['p50']:.1f} | {before['p99']:.1f} | {before['errors']:.0f} |",
-        f"| during cleanup | {during['per_s']:.0f} | {during['p50']:.1f} | {during['p99']:.1f} | {during['errors']:.0f} |",
+        row("quiet", before),
+        row("during cleanup", during),
         "",
         f"p99 during / quiet: **{during['p99'] / before['p99']:.2f}x**. The measured window is {args.duration:g} s; "
         f"the cleanup ran {'the whole window' if cleanup_s >= args.duration else f'{cleanup_s:.1f} s of it'}.",

@@ -2,26 +2,20 @@
 
 from __future__ import annotations
 
-import asyncio
-import sqlite3
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Generator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeAlias
 
-import aiosqlite
 from sqlalchemy import DateTime, MetaData, Row, event
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Dialect, make_url
-from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
-from sqlalchemy.pool import ConnectionPoolEntry
 from sqlalchemy.types import TypeDecorator
-from sqlalchemy.util import await_
 
+from sessionward import sqlite
 from sessionward.errors import unavailable
 
 Record: TypeAlias = Row[*tuple[Any, ...]]
@@ -65,77 +59,6 @@ def async_url(url: str) -> str:
     raise ValueError("DATABASE_URL must start with sqlite:/// or postgresql://")
 
 
-class _InlineSqlite(aiosqlite.Connection):
-    """aiosqlite without its thread: each call runs at once on the event loop's thread.
-
-    An indexed statement on a local file takes microseconds; handing each one to a thread and back cost
-    more than the statement itself (and queued behind the GIL under load). Locks are not waited for here:
-    see ``_sqlite_begin``.
-    """
-
-    def __await__(self) -> Generator[Any, None, aiosqlite.Connection]:
-        return self._connect().__await__()
-
-    async def _execute(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        if self._connection is None:
-            raise ValueError("Connection closed")
-        return fn(*args, **kwargs)
-
-    async def _connect(self) -> aiosqlite.Connection:
-        if self._connection is None:
-            self._connection = self._connector()
-        return self
-
-    def stop(self) -> None:
-        self._running = False
-        if self._connection is not None:
-            self._connection.close()
-            self._connection = None
-
-
-def _inline_sqlite(path: str) -> Callable[[], Awaitable[aiosqlite.Connection]]:
-    async def connect() -> aiosqlite.Connection:
-        # Transactions are ours to begin (see _sqlite_begin): the driver's implicit BEGIN is off.
-        return await _InlineSqlite(lambda: sqlite3.connect(path, isolation_level=None), iter_chunk_size=64)
-
-    return connect
-
-
-def _sqlite_pragmas(busy_ms: int) -> Callable[[DBAPIConnection, ConnectionPoolEntry], None]:
-    def connect(dbapi_conn: DBAPIConnection, _record: ConnectionPoolEntry) -> None:
-        cursor = dbapi_conn.cursor()
-        for pragma in ("journal_mode=WAL", "synchronous=NORMAL", f"busy_timeout={busy_ms}", "foreign_keys=ON"):
-            cursor.execute(f"PRAGMA {pragma}")
-        cursor.close()
-
-    return connect
-
-
-def _sqlite_begin(timeout_seconds: float) -> Callable[[Any], None]:
-    """Take the write lock at BEGIN, so a transaction never fails half way on a lock upgrade.
-
-    The lock is waited for here, not in SQLite's busy handler: that one sleeps on the event loop's thread,
-    longer each time (1, 2, 5, 10 ... 100 ms), while a process that is not asleep takes the lock again and
-    again. Here the wait is short polls on the event loop, which goes on serving meanwhile.
-    """
-
-    def begin(conn: Any) -> None:
-        raw: sqlite3.Connection = conn.connection.driver_connection._conn
-        deadline = time.monotonic() + timeout_seconds
-        delay = 0.0002
-        while True:
-            try:
-                raw.execute("BEGIN IMMEDIATE")
-                return
-            except sqlite3.OperationalError as exc:
-                if exc.sqlite_errorcode != sqlite3.SQLITE_BUSY or time.monotonic() > deadline:
-                    raise unavailable() from exc
-            await_(asyncio.sleep(delay))
-            delay = min(delay * 2, 0.002)
-
-    return begin
-
-
 @dataclass
 class Transaction:
     """A connection in a transaction, and what to do once it has committed (e.g. update caches)."""
@@ -172,21 +95,25 @@ class Database:
     def __init__(self, url: str, *, timeout_seconds: float = 5.0) -> None:
         self.url = async_url(url)
         self.is_sqlite = self.url.startswith("sqlite")
+        self._checkpoints: sqlite.Checkpoints | None = None
         if self.is_sqlite:
             self._prepare_sqlite_file()
             # One writer connection per process: SQLite has one writer anyway, and queuing here is
             # cheaper than spinning on the busy timeout.
-            connect = _inline_sqlite(make_url(self.url).database or ":memory:")
+            path = make_url(self.url).database or ":memory:"
+            connect = sqlite.connector(path)
             self.writer = create_async_engine(
                 self.url, async_creator=connect, pool_size=1, max_overflow=0, pool_timeout=timeout_seconds
             )
             self.reader = create_async_engine(
                 self.url, async_creator=connect, pool_size=4, max_overflow=0, pool_timeout=timeout_seconds
             )
-            # The writer waits for the lock in _sqlite_begin; a reader (WAL) rarely waits at all.
-            event.listen(self.writer.sync_engine, "connect", _sqlite_pragmas(0))
-            event.listen(self.reader.sync_engine, "connect", _sqlite_pragmas(int(timeout_seconds * 1000)))
-            event.listen(self.writer.sync_engine, "begin", _sqlite_begin(timeout_seconds))
+            # The writer waits for the lock in sqlite.begin; a reader (WAL) rarely waits at all.
+            event.listen(self.writer.sync_engine, "connect", sqlite.pragmas(busy_ms=0, writer=True))
+            busy_ms = int(timeout_seconds * 1000)
+            event.listen(self.reader.sync_engine, "connect", sqlite.pragmas(busy_ms=busy_ms, writer=False))
+            event.listen(self.writer.sync_engine, "begin", sqlite.begin(timeout_seconds))
+            self._checkpoints = sqlite.Checkpoints(path)
         else:
             # A statement that waits longer than the timeout for a lock fails (and answers 503) rather
             # than holding the request: the same promise as SQLite's busy timeout.
@@ -220,6 +147,8 @@ class Database:
                 yield conn
         except _FAULTS as exc:
             _reraise_fault(exc)
+        if self._checkpoints is not None:
+            self._checkpoints.wrote()
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Transaction]:
@@ -248,6 +177,8 @@ class Database:
         return True
 
     async def dispose(self) -> None:
+        if self._checkpoints is not None:
+            self._checkpoints.close()
         await self.writer.dispose()
         if self.reader is not self.writer:
             await self.reader.dispose()

@@ -3,10 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import suppress
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+
+_NICE = 19
+
+
+def _yield_cpu() -> None:
+    """A hashing thread (and the threads argon2 starts from it) gives way to the event loop: with the CPU
+    taken, logins slow down instead of refreshes and authenticated requests (Linux: nice is per thread)."""
+    with suppress(OSError):  # not permitted, or not Linux: hashing simply runs at the process's priority
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), _NICE)
 
 
 class Passwords:
@@ -14,7 +26,7 @@ class Passwords:
         self._hasher = PasswordHasher(memory_cost=memory_kib, time_cost=time_cost, parallelism=parallelism)
         # Each hash takes ``memory_kib`` of memory and most of a core: a small pool keeps a login storm
         # from starving the event loop (refreshes) or the memory.
-        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="argon2")
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="argon2", initializer=_yield_cpu)
         self._dummy = self._hasher.hash("sessionward dummy password for unknown accounts")
 
     async def hash(self, password: str) -> str:

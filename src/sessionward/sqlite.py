@@ -1,0 +1,136 @@
+"""SQLite under asyncio: statements on the event loop's thread, the write lock polled, checkpoints in a thread.
+
+An indexed statement on a local file takes microseconds. aiosqlite hands each one to a thread and back, which
+cost more than the statement itself and, under load, queued behind the GIL; so the driver's calls run inline
+here. What can take milliseconds is kept off the loop: waiting for another process's write lock (polled with
+short sleeps, see ``begin``) and WAL checkpoints, whose writes and fsync run in a thread (``Checkpoints``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+from collections.abc import Awaitable, Callable, Generator
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import suppress
+from typing import Any
+
+import aiosqlite
+from sqlalchemy.engine.interfaces import DBAPIConnection
+from sqlalchemy.pool import ConnectionPoolEntry
+from sqlalchemy.util import await_
+
+from sessionward.errors import unavailable
+
+# About 1,000 WAL pages (SQLite's own automatic checkpoint) at a few pages per write transaction.
+CHECKPOINT_EVERY_WRITES = 250
+
+
+class _InlineConnection(aiosqlite.Connection):
+    """aiosqlite's interface, without its thread: each call runs at once."""
+
+    def __await__(self) -> Generator[Any, None, aiosqlite.Connection]:
+        return self._connect().__await__()
+
+    async def _execute(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        if self._connection is None:
+            raise ValueError("Connection closed")
+        return fn(*args, **kwargs)
+
+    async def _connect(self) -> aiosqlite.Connection:
+        if self._connection is None:
+            self._connection = self._connector()
+        return self
+
+    def stop(self) -> None:
+        self._running = False
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
+
+
+def connector(path: str) -> Callable[[], Awaitable[aiosqlite.Connection]]:
+    """SQLAlchemy's ``async_creator``: transactions are ours to begin (``begin``), the driver's implicit
+    BEGIN is off."""
+
+    async def connect() -> aiosqlite.Connection:
+        return await _InlineConnection(lambda: sqlite3.connect(path, isolation_level=None), iter_chunk_size=64)
+
+    return connect
+
+
+def pragmas(*, busy_ms: int, writer: bool) -> Callable[[DBAPIConnection, ConnectionPoolEntry], None]:
+    # The writer leaves checkpoints to ``Checkpoints`` (in a thread), and waits for locks in ``begin``.
+    settings = ["journal_mode=WAL", "synchronous=NORMAL", f"busy_timeout={busy_ms}", "foreign_keys=ON"]
+    if writer:
+        settings.append("wal_autocheckpoint=0")
+
+    def connect(dbapi_conn: DBAPIConnection, _record: ConnectionPoolEntry) -> None:
+        cursor = dbapi_conn.cursor()
+        for pragma in settings:
+            cursor.execute(f"PRAGMA {pragma}")
+        cursor.close()
+
+    return connect
+
+
+def begin(timeout_seconds: float) -> Callable[[Any], None]:
+    """Take the write lock at BEGIN, so a transaction never fails half way on a lock upgrade.
+
+    The lock is waited for here, not in SQLite's busy handler: that one sleeps on the event loop's thread,
+    longer each time (1, 2, 5, 10 ... 100 ms), while a process that is not asleep takes the lock again and
+    again. Here the wait is short polls on the event loop, which goes on serving meanwhile.
+    """
+
+    def begin_immediate(conn: Any) -> None:
+        raw: sqlite3.Connection = conn.connection.driver_connection._conn
+        deadline = time.monotonic() + timeout_seconds
+        delay = 0.0002
+        while True:
+            try:
+                raw.execute("BEGIN IMMEDIATE")
+                return
+            except sqlite3.OperationalError as exc:
+                if exc.sqlite_errorcode != sqlite3.SQLITE_BUSY or time.monotonic() > deadline:
+                    raise unavailable() from exc
+            await_(asyncio.sleep(delay))
+            delay = min(delay * 2, 0.002)
+
+    return begin_immediate
+
+
+class Checkpoints:
+    """WAL checkpoints (PASSIVE: never waits for readers or writers) in a thread, every few hundred writes.
+
+    Run inline by the writer, a checkpoint's page copies and fsync held the event loop for milliseconds.
+    """
+
+    def __init__(self, path: str) -> None:
+        self._path = path
+        self._writes = 0
+        self._pool: ThreadPoolExecutor | None = None
+        self._running: Future[None] | None = None
+        self._conn: sqlite3.Connection | None = None
+
+    def wrote(self) -> None:
+        self._writes += 1
+        if self._writes < CHECKPOINT_EVERY_WRITES or (self._running is not None and not self._running.done()):
+            return
+        self._writes = 0
+        self._pool = self._pool or ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-checkpoint")
+        self._running = self._pool.submit(self.run)
+
+    def run(self) -> None:
+        if self._conn is None:
+            self._conn = sqlite3.connect(self._path, timeout=1.0, isolation_level=None, check_same_thread=False)
+        # Busy (another process checkpointing, say): the next one catches up.
+        with suppress(sqlite3.Error):
+            self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
