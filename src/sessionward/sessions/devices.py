@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from functools import lru_cache
 
-from ua_parser import parse
+from ua_parser import BasicResolver, Parser, load_lazy_builtins
 
 MAX_USER_AGENT = 512
 
@@ -76,10 +76,15 @@ def parse_device(user_agent: str | None, ip: str | None) -> Device:
     return Device(user_agent, ip, *_classify(user_agent))
 
 
+# The pure-Python resolver, compiling each pattern the first time it is tried: results are cached below, so
+# speed matters little, while the compiled-everything resolvers cost 20-30 MB per process.
+_PARSER = Parser(BasicResolver(load_lazy_builtins()))
+
+
 @lru_cache(maxsize=4096)
 def _classify(user_agent: str) -> tuple[str, str, DeviceType]:
     """Browser, OS and type: the same few agents come back on every refresh, so they are parsed once."""
-    parsed = parse(user_agent).with_defaults()
+    parsed = _PARSER.parse(user_agent).with_defaults()
     browser = _BROWSER_NAMES.get(parsed.user_agent.family, parsed.user_agent.family)
     os_name = _OS_NAMES.get(parsed.os.family, parsed.os.family)
     return browser, os_name, _device_type(user_agent, os_name, parsed.device.family)
