@@ -12,7 +12,7 @@ from typing import Any, TypeAlias
 from sqlalchemy import DateTime, MetaData, Row, event
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Dialect, make_url
-from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.types import TypeDecorator
 
 from sessionward import sqlite
@@ -89,6 +89,20 @@ def _reraise_fault(exc: Exception) -> None:
     raise unavailable() from exc
 
 
+@asynccontextmanager
+async def _connected(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+    """A pooled connection, given back in place. SQLAlchemy's own ``async with`` gives it back from a task of
+    its own (so that a cancellation cannot interrupt it): every request then went once more round a busy
+    event loop for the close, and the next request once more waiting for the connection it had not yet
+    returned. Giving back an idle connection does not wait on anything, and this service's requests are not
+    cancelled (uvicorn reports a disconnect instead)."""
+    conn = await engine.connect()
+    try:
+        yield conn
+    finally:
+        await conn.close()
+
+
 class Database:
     """A writer for transactions and a reader for single statements; faults become ``unavailable``."""
 
@@ -143,7 +157,7 @@ class Database:
     async def write(self) -> AsyncIterator[AsyncConnection]:
         """One transaction: committed when the block ends, rolled back if it raises."""
         try:
-            async with self.writer.begin() as conn:
+            async with _connected(self.writer) as conn, conn.begin():
                 yield conn
         except _FAULTS as exc:
             _reraise_fault(exc)
@@ -163,7 +177,7 @@ class Database:
     async def read(self) -> AsyncIterator[AsyncConnection]:
         """Reads outside a transaction (autocommit): no BEGIN/ROLLBACK round trips."""
         try:
-            async with self.reader.connect() as conn:
+            async with _connected(self.reader) as conn:
                 yield conn
         except _FAULTS as exc:
             _reraise_fault(exc)
