@@ -147,14 +147,43 @@ class Fault:
             raise self.error("disk I/O error (injected)")
         self.real_commit(dbapi_connection)
 
+    def traced(self, statement: str) -> None:
+        """SQLite, statements run on the driver's connection (the hot path): seen as SQLite starts them."""
+        self.current = statement
+        self.seen.append(statement.split()[0])
+
+    def progress(self) -> int:
+        """SQLite interrupts the running statement (OperationalError, as a failing disk gives) when this says so."""
+        if self.prefix != "COMMIT" and self.fired == 0 and self.current.lstrip().upper().startswith(self.prefix):
+            self.fired += 1
+            return 1
+        return 0
+
+    def checkout(self, dbapi_conn: Any, _record: Any, _proxy: Any) -> None:
+        raw: sqlite3.Connection = dbapi_conn.driver_connection._conn
+        self.current = ""
+        raw.set_trace_callback(self.traced)
+        raw.set_progress_handler(self.progress, 1)
+        self.traced_connections.append(raw)
+
     def __enter__(self) -> Fault:
-        event.listen(self.engine, "before_cursor_execute", self.before)
+        self.traced_connections: list[sqlite3.Connection] = []
+        if self.engine.dialect.name == "sqlite":
+            event.listen(self.engine, "checkout", self.checkout)  # sees every statement, whoever runs it
+        else:
+            event.listen(self.engine, "before_cursor_execute", self.before)
         self.real_commit = self.engine.dialect.do_commit
         self.engine.dialect.do_commit = self.commit  # type: ignore[method-assign]
         return self
 
     def __exit__(self, *exc: object) -> None:
-        event.remove(self.engine, "before_cursor_execute", self.before)
+        if event.contains(self.engine, "checkout", self.checkout):
+            event.remove(self.engine, "checkout", self.checkout)
+        if event.contains(self.engine, "before_cursor_execute", self.before):
+            event.remove(self.engine, "before_cursor_execute", self.before)
+        for raw in self.traced_connections:
+            raw.set_trace_callback(None)
+            raw.set_progress_handler(None, 1)
         self.engine.dialect.do_commit = self.real_commit  # type: ignore[method-assign]
 
 

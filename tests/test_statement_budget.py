@@ -1,10 +1,12 @@
-"""The hot paths' database budget, counted with SQLAlchemy's engine events on the real backend.
+"""The hot paths' database budget, counted as the database receives it (SQLite's statement trace; SQLAlchemy's
+cursor events on PostgreSQL).
 
 A refresh is at most 3 statements in one transaction; an authenticated request with a warm cache is none.
 """
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -33,25 +35,46 @@ def _engines(ctx: Context) -> list[Engine]:
 
 @contextmanager
 def counting(ctx: Context) -> Iterator[Counted]:
+    """Every statement the database is sent: SQLite's own trace of each connection (the hot path runs some
+    statements on the driver's connection directly), SQLAlchemy's cursor events on PostgreSQL."""
     counted = Counted()
 
-    def on_execute(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-        if not statement.lstrip().upper().startswith(_CONTROL):
+    def seen(statement: str) -> None:
+        if statement.lstrip().upper().startswith("BEGIN"):
+            counted.transactions += 1
+        elif not statement.lstrip().upper().startswith(_CONTROL):
             counted.statements.append(statement)
+
+    def on_execute(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        seen(statement)
 
     def on_begin(_conn: Any) -> None:
         counted.transactions += 1
 
+    traced: list[sqlite3.Connection] = []
+
+    def on_checkout(dbapi_conn: Any, _record: Any, _proxy: Any) -> None:
+        raw: sqlite3.Connection = dbapi_conn.driver_connection._conn
+        raw.set_trace_callback(seen)
+        traced.append(raw)
+
+    listeners = (
+        [("checkout", on_checkout)]
+        if ctx.db.is_sqlite
+        else [("before_cursor_execute", on_execute), ("begin", on_begin)]
+    )
     engines = _engines(ctx)
     for engine in engines:
-        event.listen(engine, "before_cursor_execute", on_execute)
-        event.listen(engine, "begin", on_begin)
+        for name, listener in listeners:
+            event.listen(engine, name, listener)
     try:
         yield counted
     finally:
         for engine in engines:
-            event.remove(engine, "before_cursor_execute", on_execute)
-            event.remove(engine, "begin", on_begin)
+            for name, listener in listeners:
+                event.remove(engine, name, listener)
+        for raw in traced:
+            raw.set_trace_callback(None)
 
 
 async def test_a_refresh_is_three_statements_in_one_transaction(

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeAlias
 
-from sqlalchemy import DateTime, MetaData, Row, event
+from sqlalchemy import DateTime, MetaData, event
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Dialect, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
@@ -18,8 +18,9 @@ from sqlalchemy.types import TypeDecorator
 from sessionward import sqlite
 from sessionward.errors import unavailable
 
-Record: TypeAlias = Row[*tuple[Any, ...]]
-"""A result row of any shape (attribute access by column name)."""
+Record: TypeAlias = Any
+"""A result row of any shape, with attribute access by column name (SQLAlchemy's ``Row``, or the hot path's
+named tuples: ``sqlite.Prepared``)."""
 
 metadata = MetaData(
     naming_convention={

@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from sessionward.db import Record, UTCDateTime
 from sessionward.sessions.tables import sessions
+from sessionward.sqlite import Prepared
 from sessionward.users.tables import users
 
 _LISTED = (
@@ -65,14 +66,16 @@ async def lock_user(conn: AsyncConnection, *, user_id: int) -> None:
 
 
 # Built once (the refresh and verification paths): building a statement costs more than running it.
-_TOUCH_FOR_REFRESH = (
+_TOUCHED = (sessions.c.user_id, sessions.c.expires_at, sessions.c.device_info, sessions.c.ip_address)
+_TOUCH_FOR_REFRESH = Prepared(
     update(sessions)
     .where(
         sessions.c.id == bindparam("session_id"),
         _active(bindparam("now", type_=UTCDateTime), bindparam("idle_cutoff", type_=UTCDateTime)),
     )
     .values(last_activity=bindparam("now"))
-    .returning(sessions.c.user_id, sessions.c.expires_at, sessions.c.device_info, sessions.c.ip_address)
+    .returning(*_TOUCHED),
+    _TOUCHED,
 )
 _STATE = (
     select(
@@ -96,7 +99,7 @@ async def touch_for_refresh(
 ) -> Record | None:
     """Mark the session used now, if it is active; its owner, expiry, device and recorded IP."""
     params = {"session_id": session_id, "now": now, "idle_cutoff": idle_cutoff}
-    return (await conn.execute(_TOUCH_FOR_REFRESH, params)).first()
+    return await _TOUCH_FOR_REFRESH.first(conn, params)
 
 
 async def set_ip(conn: AsyncConnection, *, session_id: str, ip: str | None) -> None:

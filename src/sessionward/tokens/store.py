@@ -11,12 +11,14 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.orm import aliased
 
 from sessionward.db import Record
+from sessionward.sqlite import Prepared
 from sessionward.tokens.tables import refresh_tokens, token_blacklist
 
 _child = aliased(refresh_tokens, name="child")
 
 # The hot path's statements are built once: building one costs more than SQLite takes to run it.
-_INSERT = insert(refresh_tokens)
+_INSERTED = ["session_id", "user_id", "token_hash", "parent_id", "generation", "created_at", "expires_at"]
+_INSERT = Prepared(insert(refresh_tokens), keys=_INSERTED)
 _LIVE = (
     refresh_tokens.c.token_hash == bindparam("hash"),
     refresh_tokens.c.session_id == bindparam("sid"),
@@ -24,11 +26,13 @@ _LIVE = (
     refresh_tokens.c.revoked_at.is_(None),
     refresh_tokens.c.expires_at > bindparam("now"),
 )
-_ROTATE = (
+_ROTATED = (refresh_tokens.c.id, refresh_tokens.c.generation)
+_ROTATE = Prepared(
     update(refresh_tokens)
     .where(*_LIVE)
     .values(rotated_at=bindparam("now"), successor_sealed=bindparam("sealed"))
-    .returning(refresh_tokens.c.id, refresh_tokens.c.generation)
+    .returning(*_ROTATED),
+    _ROTATED,
 )
 _KEPT = select(refresh_tokens.c.expires_at).where(*_LIVE)
 
@@ -53,7 +57,7 @@ async def insert_refresh(
         "created_at": now,
         "expires_at": expires_at,
     }
-    await conn.execute(_INSERT, row)
+    await _INSERT.run(conn, row)
 
 
 async def rotate(
@@ -61,7 +65,7 @@ async def rotate(
 ) -> Record | None:
     """Retire the live token, keeping its successor sealed; ``None`` if it was not live (one winner)."""
     params = {"hash": token_hash, "sid": session_id, "now": now, "sealed": sealed}
-    return (await conn.execute(_ROTATE, params)).first()
+    return await _ROTATE.first(conn, params)
 
 
 async def live(conn: AsyncConnection, *, token_hash: str, session_id: str, now: datetime) -> Record | None:
