@@ -112,4 +112,4 @@ class RateLimits:
             self._shared_paused_until = time.monotonic() + _SHARED_PAUSE_SECONDS
             log.warning("shared rate limit unavailable", extra={"exc_type": type(exc).__name__})
             return -1
-        return stats.reset_time - time.time()
+        return max(0.0, stats.reset_time - time.time())
