@@ -391,6 +391,8 @@ async def test_a_signature_with_stray_base64_bits_is_refused(client: httpx.Async
     assert variant != sig
     await assert_refused(client, f"{head}.{body}.{variant}")
     await assert_refused(client, f"{head}.{body}.{sig}=")  # padded
+    assert (await revoke(client, f"{login.access}\n", "access_token")).status_code == 200  # not this token
+    assert (await me(client, login.access)).status_code == 200
     assert (await me(client, login.access)).status_code == 200
 
 

@@ -36,7 +36,7 @@ class IssuedAccess:
     expires_in: int
 
 
-_COMPACT = re.compile(r"^([A-Za-z0-9_-]+)\.([A-Za-z0-9_-]+)\.([A-Za-z0-9_-]+)$")  # RFC 7515 §7.1, unpadded
+_COMPACT = re.compile(r"([A-Za-z0-9_-]+)\.([A-Za-z0-9_-]+)\.([A-Za-z0-9_-]+)")  # RFC 7515 §7.1, unpadded
 
 
 def _b64encode(data: bytes) -> bytes:
@@ -90,7 +90,7 @@ class AccessTokens:
 
     def verify(self, token: str, *, now: datetime) -> AccessClaims:
         """Signature, header and claims; revocation is the caller's next step."""
-        parts = _COMPACT.match(token)
+        parts = _COMPACT.fullmatch(token)  # (a "$" would let a trailing newline through)
         if parts is None:
             raise invalid_token()
         try:
