@@ -6,6 +6,7 @@ import asyncio
 import sqlite3
 import threading
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -16,11 +17,11 @@ from sessionward.errors import AppError
 
 
 @pytest.fixture
-async def db(tmp_path: Path) -> Database:
+async def db(tmp_path: Path) -> AsyncIterator[Database]:
     database = Database(f"sqlite:///{tmp_path / 'x.db'}", timeout_seconds=2.0)
     async with database.write() as conn:
         await conn.exec_driver_sql("CREATE TABLE t (x BLOB)")
-    yield database  # type: ignore[misc]
+    yield database
     await database.dispose()
 
 

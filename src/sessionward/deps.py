@@ -39,7 +39,7 @@ async def principal(
         raise validation("authorization", "Send one Authorization header")
     if credentials is None or not credentials.credentials or len(credentials.credentials) > MAX_TOKEN_LENGTH:
         raise AppError(ErrorCode.INVALID_TOKEN, "Authentication required")
-    found = await tokens.authenticate(request.app.state.ctx, credentials.credentials)
+    found = await tokens.authenticate(await context(request), credentials.credentials)
     request.state.principal = found
     return found
 
