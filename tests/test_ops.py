@@ -233,8 +233,14 @@ async def test_openapi_lists_every_endpoint_of_api_md(client: httpx.AsyncClient)
 async def test_openapi_marks_protected_endpoints_with_bearer_and_401(client: httpx.AsyncClient) -> None:
     operations = await openapi_operations(client)
     for key in PROTECTED:
-        assert operations[key].get("security"), key
+        assert operations[key].get("security") == [{"HTTPBearer": []}], key
         assert "401" in operations[key]["responses"], key
+    public = {key for key, operation in operations.items() if "security" not in operation}
+    assert public >= API_MD_ENDPOINTS - PROTECTED, (API_MD_ENDPOINTS - PROTECTED) - public
+    schemes = (await client.get("/openapi.json")).json()["components"]["securitySchemes"]
+    assert schemes == {
+        "HTTPBearer": {"type": "http", "scheme": "bearer", "description": "An access token from login or refresh."}
+    }
 
 
 async def test_openapi_documents_json_bodies_and_the_body_guard_answers(client: httpx.AsyncClient) -> None:
