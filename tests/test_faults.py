@@ -18,7 +18,7 @@ import subprocess
 import tempfile
 import threading
 from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -159,8 +159,9 @@ class Fault:
             return 1
         return 0
 
-    def checkout(self, dbapi_conn: Any, _record: Any, _proxy: Any) -> None:
-        raw: sqlite3.Connection = dbapi_conn.driver_connection._conn
+    def begin(self, conn: Any) -> None:
+        """Every transaction of the writer (whose connection stays open between them), before its BEGIN."""
+        raw: sqlite3.Connection = conn.connection.driver_connection._conn
         self.current = ""
         raw.set_trace_callback(self.traced)
         raw.set_progress_handler(self.progress, 1)
@@ -169,7 +170,7 @@ class Fault:
     def __enter__(self) -> Fault:
         self.traced_connections: list[sqlite3.Connection] = []
         if self.engine.dialect.name == "sqlite":
-            event.listen(self.engine, "checkout", self.checkout)  # sees every statement, whoever runs it
+            event.listen(self.engine, "begin", self.begin)  # sees every statement after BEGIN, whoever runs it
         else:
             event.listen(self.engine, "before_cursor_execute", self.before)
         self.real_commit = self.engine.dialect.do_commit
@@ -177,13 +178,14 @@ class Fault:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if event.contains(self.engine, "checkout", self.checkout):
-            event.remove(self.engine, "checkout", self.checkout)
+        if event.contains(self.engine, "begin", self.begin):
+            event.remove(self.engine, "begin", self.begin)
         if event.contains(self.engine, "before_cursor_execute", self.before):
             event.remove(self.engine, "before_cursor_execute", self.before)
         for raw in self.traced_connections:
-            raw.set_trace_callback(None)
-            raw.set_progress_handler(None, 1)
+            with suppress(sqlite3.ProgrammingError):  # closed: the writer discards its connection after a fault
+                raw.set_trace_callback(None)
+                raw.set_progress_handler(None, 1)
         self.engine.dialect.do_commit = self.real_commit  # type: ignore[method-assign]
 
 

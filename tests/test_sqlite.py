@@ -74,6 +74,54 @@ async def test_a_write_lock_held_past_the_timeout_is_unavailable(tmp_path: Path)
     await database.dispose()
 
 
+async def insert(db: Database) -> None:
+    async with db.write() as conn:
+        await conn.exec_driver_sql("INSERT INTO t VALUES (randomblob(10))")
+
+
+async def raw_writer(db: Database) -> sqlite3.Connection:
+    async with db.write() as conn:
+        raw: sqlite3.Connection = (await conn.get_raw_connection()).driver_connection._conn
+        return raw
+
+
+async def test_the_writer_connection_stays_open_between_transactions(db: Database) -> None:
+    first = await raw_writer(db)
+    assert await raw_writer(db) is first
+    assert not first.in_transaction
+
+
+async def test_writes_of_one_process_take_turns_and_a_long_wait_is_unavailable(tmp_path: Path) -> None:
+    database = Database(f"sqlite:///{tmp_path / 'z.db'}", timeout_seconds=0.2)
+    order: list[str] = []
+
+    async def write(name: str, hold: float) -> None:
+        async with database.write() as conn:
+            order.append(f"{name} in")
+            await asyncio.sleep(hold)  # a transaction that yields (none of the service's does for long)
+            await conn.exec_driver_sql("SELECT 1")
+            order.append(f"{name} out")
+
+    await asyncio.gather(write("a", 0.05), write("b", 0))
+    assert order == ["a in", "a out", "b in", "b out"]
+    results = await asyncio.gather(write("c", 0.5), write("d", 0), return_exceptions=True)
+    assert results[0] is None
+    assert isinstance(results[1], AppError)
+    assert results[1].status == 503
+    await database.dispose()
+
+
+async def test_after_a_fault_the_next_write_opens_a_new_connection(db: Database) -> None:
+    before = await raw_writer(db)
+    before.set_progress_handler(lambda: 1, 1)  # SQLite interrupts the next statement (OperationalError)
+    with pytest.raises(AppError) as refused:
+        await insert(db)
+    assert refused.value.status == 503
+    after = await raw_writer(db)
+    assert after is not before
+    await insert(db)
+
+
 async def test_checkpoints_run_every_few_hundred_writes_off_the_event_loop(
     db: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

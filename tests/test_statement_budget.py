@@ -39,10 +39,8 @@ def counting(ctx: Context) -> Iterator[Counted]:
     statements on the driver's connection directly), SQLAlchemy's cursor events on PostgreSQL."""
     counted = Counted()
 
-    def seen(statement: str) -> None:
-        if statement.lstrip().upper().startswith("BEGIN"):
-            counted.transactions += 1
-        elif not statement.lstrip().upper().startswith(_CONTROL):
+    def seen(statement: str) -> None:  # transactions are counted by their begin event, on either backend
+        if not statement.lstrip().upper().startswith(_CONTROL):
             counted.statements.append(statement)
 
     def on_execute(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
@@ -53,13 +51,19 @@ def counting(ctx: Context) -> Iterator[Counted]:
 
     traced: list[sqlite3.Connection] = []
 
-    def on_checkout(dbapi_conn: Any, _record: Any, _proxy: Any) -> None:
-        raw: sqlite3.Connection = dbapi_conn.driver_connection._conn
+    def trace(raw: sqlite3.Connection) -> None:
         raw.set_trace_callback(seen)
         traced.append(raw)
 
+    def on_checkout(dbapi_conn: Any, _record: Any, _proxy: Any) -> None:  # a reader, for each read
+        trace(dbapi_conn.driver_connection._conn)
+
+    def on_sqlite_begin(conn: Any) -> None:  # the writer, whose connection stays open between transactions
+        counted.transactions += 1
+        trace(conn.connection.driver_connection._conn)
+
     listeners = (
-        [("checkout", on_checkout)]
+        [("checkout", on_checkout), ("begin", on_sqlite_begin)]
         if ctx.db.is_sqlite
         else [("before_cursor_execute", on_execute), ("begin", on_begin)]
     )

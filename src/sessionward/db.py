@@ -111,6 +111,7 @@ class Database:
         self.url = async_url(url)
         self.is_sqlite = self.url.startswith("sqlite")
         self._checkpoints: sqlite.Checkpoints | None = None
+        self._sqlite_writer: sqlite.Writer | None = None
         if self.is_sqlite:
             self._prepare_sqlite_file()
             # One writer connection per process: SQLite has one writer anyway, and queuing here is
@@ -129,6 +130,7 @@ class Database:
             event.listen(self.reader.sync_engine, "connect", sqlite.pragmas(busy_ms=busy_ms, writer=False))
             event.listen(self.writer.sync_engine, "begin", sqlite.begin(timeout_seconds))
             self._checkpoints = sqlite.Checkpoints(path)
+            self._sqlite_writer = sqlite.Writer(self.writer, timeout_seconds)
         else:
             # A statement that waits longer than the timeout for a lock fails (and answers 503) rather
             # than holding the request: the same promise as SQLite's busy timeout.
@@ -157,8 +159,9 @@ class Database:
     @asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncConnection]:
         """One transaction: committed when the block ends, rolled back if it raises."""
+        writing = self._sqlite_writer.connection() if self._sqlite_writer else _connected(self.writer)
         try:
-            async with _connected(self.writer) as conn, conn.begin():
+            async with writing as conn, conn.begin():
                 yield conn
         except _FAULTS as exc:
             _reraise_fault(exc)
@@ -192,6 +195,8 @@ class Database:
         return True
 
     async def dispose(self) -> None:
+        if self._sqlite_writer is not None:
+            await self._sqlite_writer.close()
         if self._checkpoints is not None:
             self._checkpoints.close()
         await self.writer.dispose()
