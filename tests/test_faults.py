@@ -26,7 +26,9 @@ from typing import Any
 import httpx
 import pytest
 from sqlalchemy import event, func, select
+from sqlalchemy.exc import DBAPIError
 
+from sessionward import prepared
 from sessionward.app import create_app
 from sessionward.clock import FrozenClock
 from sessionward.config import load_settings
@@ -140,6 +142,17 @@ class Fault:
             else:
                 raise self.error("disk I/O error (injected)")
 
+    async def on_asyncpg(self, adapted: Any, sql: str, values: list[Any]) -> Any:
+        """PostgreSQL, statements run on asyncpg directly (the hot path): as ``before``."""
+        self.seen.append(sql.split()[0])
+        if self.fired == 0 and sql.lstrip().upper().startswith(self.prefix):
+            self.fired += 1
+            if self.kill:
+                _terminate(self.ctx.settings.database_url, adapted.driver_connection.get_server_pid())
+            else:
+                raise DBAPIError.instance(sql, values, self.error("disk I/O error (injected)"), adapted.dbapi.Error)
+        return await self.real_on_asyncpg(adapted, sql, values)
+
     def commit(self, dbapi_connection: Any) -> None:
         """The driver's COMMIT fails (after every statement of the transaction has run)."""
         if self.prefix == "COMMIT" and self.fired == 0 and {"INSERT", "UPDATE"} & set(self.seen):
@@ -173,6 +186,8 @@ class Fault:
             event.listen(self.engine, "begin", self.begin)  # sees every statement after BEGIN, whoever runs it
         else:
             event.listen(self.engine, "before_cursor_execute", self.before)
+            self.real_on_asyncpg = prepared._on_asyncpg
+            prepared._on_asyncpg = self.on_asyncpg  # type: ignore[assignment]
         self.real_commit = self.engine.dialect.do_commit
         self.engine.dialect.do_commit = self.commit  # type: ignore[method-assign]
         return self
@@ -182,6 +197,7 @@ class Fault:
             event.remove(self.engine, "begin", self.begin)
         if event.contains(self.engine, "before_cursor_execute", self.before):
             event.remove(self.engine, "before_cursor_execute", self.before)
+            prepared._on_asyncpg = self.real_on_asyncpg  # type: ignore[assignment]
         for raw in self.traced_connections:
             with suppress(sqlite3.ProgrammingError):  # closed: the writer discards its connection after a fault
                 raw.set_trace_callback(None)

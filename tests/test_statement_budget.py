@@ -16,6 +16,7 @@ import httpx
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
+from sessionward import prepared
 from sessionward.context import Context
 from tests.conftest import API, Users, refresh
 
@@ -67,13 +68,21 @@ def counting(ctx: Context) -> Iterator[Counted]:
         if ctx.db.is_sqlite
         else [("before_cursor_execute", on_execute), ("begin", on_begin)]
     )
+    on_asyncpg = prepared._on_asyncpg
+
+    async def hot(adapted: Any, sql: str, values: list[Any]) -> Any:  # PostgreSQL, run on asyncpg directly
+        seen(sql)
+        return await on_asyncpg(adapted, sql, values)
+
     engines = _engines(ctx)
     for engine in engines:
         for name, listener in listeners:
             event.listen(engine, name, listener)
+    prepared._on_asyncpg = hot  # type: ignore[assignment]
     try:
         yield counted
     finally:
+        prepared._on_asyncpg = on_asyncpg  # type: ignore[assignment]
         for engine in engines:
             for name, listener in listeners:
                 event.remove(engine, name, listener)

@@ -20,7 +20,7 @@ from sessionward.errors import unavailable
 
 Record: TypeAlias = Any
 """A result row of any shape, with attribute access by column name (SQLAlchemy's ``Row``, or the hot path's
-named tuples: ``sqlite.Prepared``)."""
+named tuples: ``prepared.Prepared``)."""
 
 metadata = MetaData(
     naming_convention={

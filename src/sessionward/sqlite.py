@@ -11,20 +11,16 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import time
-from collections import namedtuple
-from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import asynccontextmanager, suppress
-from typing import Any, cast
+from typing import Any
 
 import aiosqlite
-from sqlalchemy import ColumnElement
-from sqlalchemy.engine import Dialect
 from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.pool import ConnectionPoolEntry
-from sqlalchemy.sql.dml import UpdateBase
 from sqlalchemy.util import await_
 
 from sessionward.errors import AppError, unavailable
@@ -183,56 +179,3 @@ class Checkpoints:
         if self._conn is not None:
             self._conn.close()
             self._conn = None
-
-
-class Prepared:
-    """A hot-path statement: on SQLite, compiled once and run on the driver's connection with SQLAlchemy's own
-    type conversions; on PostgreSQL, executed by SQLAlchemy as usual.
-
-    SQLAlchemy spends about 0.1 ms on each execution (cache key, execution context, result object); SQLite
-    itself, on an indexed row, about 5 µs. ``returns``: the columns a RETURNING or SELECT gives back; ``keys``:
-    the columns an INSERT sets.
-    """
-
-    def __init__(
-        self, statement: UpdateBase, returns: Sequence[ColumnElement[Any]] = (), *, keys: Sequence[str] = ()
-    ) -> None:
-        self.statement = statement
-        self._returns = list(returns)
-        self._keys = list(keys) or None
-        self._record = namedtuple("Record", [column.key for column in returns])  # type: ignore[misc]
-        self._compiled: tuple[str, list[str], list[Any], list[Any]] | None = None
-
-    async def first(self, conn: AsyncConnection, params: Mapping[str, Any]) -> Any:
-        """The first row (attributes by column name), or ``None``."""
-        if conn.dialect.name != "sqlite":
-            return (await conn.execute(self.statement, params)).first()
-        rows = await self._execute(conn, params)
-        if not rows:
-            return None
-        converters = self._compile(conn.dialect)[3]
-        return self._record(*(f(v) if f else v for v, f in zip(rows[0], converters, strict=True)))
-
-    async def run(self, conn: AsyncConnection, params: Mapping[str, Any]) -> None:
-        if conn.dialect.name != "sqlite":
-            await conn.execute(self.statement, params)
-        else:
-            await self._execute(conn, params)
-
-    async def _execute(self, conn: AsyncConnection, params: Mapping[str, Any]) -> list[Any]:
-        sql, names, binds, _ = self._compile(conn.dialect)
-        raw = cast(_InlineConnection, (await conn.get_raw_connection()).driver_connection)._conn
-        values = [bind(params[name]) if bind else params[name] for name, bind in zip(names, binds, strict=True)]
-        try:
-            return raw.execute(sql, values).fetchall()  # stepped to the end: the statement is done before COMMIT
-        except sqlite3.Error as exc:  # as SQLAlchemy would raise it: db.py tells a fault (503) from a bug
-            raise DBAPIError.instance(sql, values, exc, sqlite3.Error) from exc
-
-    def _compile(self, dialect: Dialect) -> tuple[str, list[str], list[Any], list[Any]]:
-        if self._compiled is None:
-            compiled = self.statement.compile(dialect=dialect, column_keys=self._keys)
-            names = list(compiled.positiontup or ())
-            binds = [compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect) for name in names]
-            converters = [column.type.dialect_impl(dialect).result_processor(dialect, None) for column in self._returns]
-            self._compiled = (compiled.string, names, binds, converters)
-        return self._compiled

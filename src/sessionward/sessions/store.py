@@ -10,8 +10,8 @@ from sqlalchemy import BindParameter, ColumnElement, and_, bindparam, insert, se
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from sessionward.db import Record, UTCDateTime
+from sessionward.prepared import Prepared
 from sessionward.sessions.tables import sessions
-from sessionward.sqlite import Prepared
 from sessionward.users.tables import users
 
 _LISTED = (

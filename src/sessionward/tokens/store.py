@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.orm import aliased
 
 from sessionward.db import Record
-from sessionward.sqlite import Prepared
+from sessionward.prepared import Prepared
 from sessionward.tokens.tables import refresh_tokens, token_blacklist
 
 _child = aliased(refresh_tokens, name="child")
