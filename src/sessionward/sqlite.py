@@ -11,19 +11,17 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Generator
+from collections.abc import Awaitable, Callable, Generator
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import asynccontextmanager, suppress
+from contextlib import suppress
 from typing import Any
 
 import aiosqlite
 from sqlalchemy.engine.interfaces import DBAPIConnection
-from sqlalchemy.exc import DBAPIError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.pool import ConnectionPoolEntry
 from sqlalchemy.util import await_
 
-from sessionward.errors import AppError, unavailable
+from sessionward.errors import unavailable
 
 # About 1,000 WAL pages (SQLite's own automatic checkpoint) at a few pages per write transaction.
 CHECKPOINT_EVERY_WRITES = 250
@@ -100,49 +98,6 @@ def begin(timeout_seconds: float) -> Callable[[Any], None]:
             delay = min(delay * 2, 0.002)
 
     return begin_immediate
-
-
-class Writer:
-    """The process's SQLite writer connection: opened once, kept between transactions, lent to one at a time.
-
-    Checking a pooled connection out and in again for each transaction cost about 80 µs (SQLAlchemy's asyncio
-    layer makes two greenlet round trips of it), more than a refresh's three statements take. SQLite lets one
-    writer in at a time anyway. After a fault the connection is closed, and the next transaction opens another.
-    """
-
-    def __init__(self, engine: AsyncEngine, timeout_seconds: float) -> None:
-        self._engine = engine
-        self._timeout = timeout_seconds
-        self._lock = asyncio.Lock()
-        self._conn: AsyncConnection | None = None
-
-    @asynccontextmanager
-    async def connection(self) -> AsyncIterator[AsyncConnection]:
-        if self._lock.locked():  # as the pool did: waiting longer than the timeout is a fault (TimeoutError)
-            async with asyncio.timeout(self._timeout):
-                await self._lock.acquire()
-        else:
-            await self._lock.acquire()
-        try:
-            if self._conn is None or self._conn.invalidated:
-                self._conn = await self._engine.connect()
-            try:
-                yield self._conn
-            except (DBAPIError, OSError, AppError) as exc:
-                if not isinstance(exc, AppError) or exc.status >= 500:
-                    await self.close(discard=True)
-                raise
-        finally:
-            self._lock.release()
-
-    async def close(self, *, discard: bool = False) -> None:
-        """Back to the pool; ``discard``: closed for good (the pool opens a new one)."""
-        conn, self._conn = self._conn, None
-        if conn is not None:
-            with suppress(DBAPIError, OSError):
-                if discard:
-                    await conn.invalidate()
-                await conn.close()
 
 
 class Checkpoints:
