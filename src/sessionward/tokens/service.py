@@ -179,22 +179,19 @@ async def _rotate_or_keep(
         access = ctx.access.issue(user_id=session.user_id, session_id=session_id, now=now)
         return TokenPair(access, presented, _seconds(kept.expires_at, now))
     successor = new_refresh_token()
-    won = await store.rotate(
-        conn, token_hash=token_hash, session_id=session_id, now=now, sealed=seal(presented, successor)
-    )
-    if won is None:
-        return None
     expires_at = min(now + settings.refresh_token_expires_in, session.expires_at)
-    await store.insert_refresh(
+    won = await store.rotate(
         conn,
+        token_hash=token_hash,
         session_id=session_id,
         user_id=session.user_id,
-        token_hash=hash_token(successor),
-        parent_id=won.id,
-        generation=won.generation + 1,
         now=now,
+        sealed=seal(presented, successor),
+        child_hash=hash_token(successor),
         expires_at=expires_at,
     )
+    if not won:
+        return None
     access = ctx.access.issue(user_id=session.user_id, session_id=session_id, now=now)
     return TokenPair(access, successor, _seconds(expires_at, now))
 
