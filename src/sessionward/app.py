@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import codecs
+import functools
 import itertools
 import logging
 import re
@@ -57,6 +58,15 @@ LATENCY = Histogram(
 )
 
 
+_BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})  # the others' bodies are never read
+
+
+@functools.lru_cache(maxsize=1024)  # (the server parses only known methods; routes and statuses are few)
+def _metrics(method: str, route: str, status: int) -> tuple[Counter, Histogram]:
+    """A request's counter and histogram: ``labels()`` takes a lock and builds its key on every call."""
+    return REQUESTS.labels(method, route, str(status)), LATENCY.labels(route)
+
+
 _ids = itertools.count(1)
 _ID_PREFIX = secrets.token_hex(4)  # this process's; with the counter, unique and cheap (no CSPRNG read per request)
 
@@ -102,7 +112,8 @@ class Pipeline:
             if rejected is not None:
                 await failure(rejected)(scope, receive, send_with_id)
             else:
-                await self.app(scope, _limited(receive), send_with_id)
+                guarded = _limited(receive) if scope["method"] in _BODY_METHODS else receive
+                await self.app(scope, guarded, send_with_id)
         except Exception as exc:  # noqa: BLE001 - the last line of defence: an envelope, never a traceback
             # Starlette re-raises after its handler answered; the server would log the exception's
             # text, which for a database error includes statement parameters.
@@ -112,8 +123,9 @@ class Pipeline:
         finally:
             route = getattr(scope.get("route"), "path", "unmatched")
             elapsed = time.perf_counter() - started
-            REQUESTS.labels(scope["method"], route, str(status)).inc()
-            LATENCY.labels(route).observe(elapsed)
+            counted, timed = _metrics(scope["method"], route, status)
+            counted.inc()
+            timed.observe(elapsed)
             log.info(
                 "request",
                 extra={
@@ -161,7 +173,7 @@ def _limited(receive: Receive) -> Receive:
 
 
 def _reject_body(scope: Scope) -> AppError | None:
-    if scope["method"] not in ("POST", "PUT", "PATCH", "DELETE"):
+    if scope["method"] not in _BODY_METHODS:
         return None
     length = _header(scope, b"content-length")
     chunked = _header(scope, b"transfer-encoding") is not None
