@@ -31,15 +31,18 @@ types: $(VENV)/.dev-installed
 	$(BIN)/mypy
 
 # The suite runs on SQLite, then on PostgreSQL (127.0.0.1:5432, TEST_POSTGRES_URL) when it is reachable;
-# REQUIRE_POSTGRES=1 (CI) makes an unreachable PostgreSQL a failure.
+# REQUIRE_POSTGRES=1 (CI) makes an unreachable PostgreSQL a failure. Coverage counts both passes (some statements
+# are PostgreSQL's own); the 100 % gate needs both, so without PostgreSQL it is reported, not enforced.
 pytest: $(VENV)/.dev-installed
+	$(BIN)/coverage erase
 	$(BIN)/pytest -n 2 --cov --cov-report= $(PYTEST_ARGS)
-	$(BIN)/coverage report --include='$(COVERED)' --fail-under=100
 	@if [ -n "$$REQUIRE_POSTGRES" ] || $(BIN)/python -c "import socket; socket.create_connection(('127.0.0.1', 5432), 1)" 2>/dev/null; then \
-		echo "$(BIN)/pytest -n 2 --backend postgres $(PYTEST_ARGS)"; \
-		$(BIN)/pytest -n 2 --backend postgres $(PYTEST_ARGS); \
+		echo "$(BIN)/pytest -n 2 --backend postgres --cov --cov-append --cov-report= $(PYTEST_ARGS)"; \
+		$(BIN)/pytest -n 2 --backend postgres --cov --cov-append --cov-report= $(PYTEST_ARGS) && \
+		$(BIN)/coverage report --include='$(COVERED)' --fail-under=100; \
 	else \
 		echo "make test: PostgreSQL is not reachable on 127.0.0.1:5432, so the suite ran on SQLite only"; \
+		$(BIN)/coverage report --include='$(COVERED)'; \
 	fi
 
 client-test: $(VENV)/.dev-installed

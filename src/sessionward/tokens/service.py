@@ -91,12 +91,37 @@ class _Reused:
     """The outcome of reuse detection, committed (the session is revoked) before answering 401."""
 
 
+@dataclass(frozen=True, slots=True)
+class _Successor:
+    """The token a rotation would hand out, made before the transaction: the less work done inside it, the
+    shorter the write lock is held (SQLite has one for the whole database)."""
+
+    token: str
+    token_hash: str
+    sealed: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class _Granted:
+    """A refresh token to hand out; the access token that goes with it is signed after the commit."""
+
+    user_id: int
+    refresh: str
+    refresh_expires_in: int
+
+
 async def refresh(ctx: Context, *, presented: str, session_id: str, device: Device) -> TokenPair:
     await ctx.limits.hit(ctx.limits.refresh, session_id)
     now = ctx.clock.now()
+    successor = None
+    if ctx.settings.refresh_token_rotation:
+        token = new_refresh_token()
+        successor = _Successor(token, hash_token(token), seal(presented, token))
     try:
         async with ctx.db.transaction() as tx:
-            outcome = await _refresh(ctx, tx, presented=presented, session_id=session_id, device=device, now=now)
+            outcome = await _refresh(
+                ctx, tx, presented=presented, successor=successor, session_id=session_id, device=device, now=now
+            )
     except _Refused as refused:
         if refused.event is not None:
             async with ctx.db.transaction() as tx:
@@ -112,12 +137,20 @@ async def refresh(ctx: Context, *, presented: str, session_id: str, device: Devi
         raise invalid_token() from None
     if isinstance(outcome, _Reused):
         raise invalid_token()
-    return outcome
+    access = ctx.access.issue(user_id=outcome.user_id, session_id=session_id, now=now)
+    return TokenPair(access, outcome.refresh, outcome.refresh_expires_in)
 
 
 async def _refresh(
-    ctx: Context, tx: Transaction, *, presented: str, session_id: str, device: Device, now: datetime
-) -> TokenPair | _Reused:
+    ctx: Context,
+    tx: Transaction,
+    *,
+    presented: str,
+    successor: _Successor | None,
+    session_id: str,
+    device: Device,
+    now: datetime,
+) -> _Granted | _Reused:
     settings = ctx.settings
     conn = tx.conn
     session = await sessions_store.touch_for_refresh(
@@ -130,7 +163,9 @@ async def _refresh(
     token_hash = hash_token(presented)
     mismatch = _client_mismatch(ctx, session, device)
     if mismatch is None:
-        won = await _rotate_or_keep(ctx, conn, presented, token_hash, session, session_id=session_id, now=now)
+        won = await _rotate_or_keep(
+            ctx, conn, presented, token_hash, successor, session, session_id=session_id, now=now
+        )
         if won is not None:
             await _note_ip_change(ctx, conn, session, session_id=session_id, device=device, now=now)
             return won
@@ -153,11 +188,10 @@ async def _refresh(
     if mismatch is not None:
         raise _Refused(mismatch[0], session.user_id, mismatch[1])
     # Here the verdict is "grace": a live token is only left alone because of a mismatch.
-    successor = unseal(presented, row.successor_sealed)
-    if successor is None or hash_token(successor) != row.child_hash:
+    handed_out = unseal(presented, row.successor_sealed)
+    if handed_out is None or hash_token(handed_out) != row.child_hash:
         raise _Refused()
-    access = ctx.access.issue(user_id=session.user_id, session_id=session_id, now=now)
-    return TokenPair(access, successor, _seconds(row.child_expires_at, now))
+    return _Granted(session.user_id, handed_out, _seconds(row.child_expires_at, now))
 
 
 async def _rotate_or_keep(
@@ -165,35 +199,33 @@ async def _rotate_or_keep(
     conn: AsyncConnection,
     presented: str,
     token_hash: str,
+    successor: _Successor | None,
     session: Record,
     *,
     session_id: str,
     now: datetime,
-) -> TokenPair | None:
-    """Rotation: retire the presented token for a new one (one winner). Off: the same token stays valid."""
-    settings = ctx.settings
-    if not settings.refresh_token_rotation:
+) -> _Granted | None:
+    """Rotation: retire the presented token for its successor (one winner). Off (no successor): the same token
+    stays valid."""
+    if successor is None:
         kept = await store.live(conn, token_hash=token_hash, session_id=session_id, now=now)
         if kept is None:
             return None
-        access = ctx.access.issue(user_id=session.user_id, session_id=session_id, now=now)
-        return TokenPair(access, presented, _seconds(kept.expires_at, now))
-    successor = new_refresh_token()
-    expires_at = min(now + settings.refresh_token_expires_in, session.expires_at)
+        return _Granted(session.user_id, presented, _seconds(kept.expires_at, now))
+    expires_at = min(now + ctx.settings.refresh_token_expires_in, session.expires_at)
     won = await store.rotate(
         conn,
         token_hash=token_hash,
         session_id=session_id,
         user_id=session.user_id,
         now=now,
-        sealed=seal(presented, successor),
-        child_hash=hash_token(successor),
+        sealed=successor.sealed,
+        child_hash=successor.token_hash,
         expires_at=expires_at,
     )
     if not won:
         return None
-    access = ctx.access.issue(user_id=session.user_id, session_id=session_id, now=now)
-    return TokenPair(access, successor, _seconds(expires_at, now))
+    return _Granted(session.user_id, successor.token, _seconds(expires_at, now))
 
 
 def _classify(ctx: Context, row: Record | None, *, session_id: str, now: datetime) -> str:
