@@ -24,6 +24,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from sessionward.app import create_app
 from sessionward.clock import FrozenClock
 from sessionward.context import Context
+from sessionward.errors import AppError
+from sessionward.tokens import jwt as jwt_module
 from tests.conftest import API, PASSWORD, TEST_ENV, Login, Users, refresh
 
 SECRET = TEST_ENV["JWT_SECRET"].encode()
@@ -311,6 +313,29 @@ async def test_iat_in_the_future_is_refused(client: httpx.AsyncClient, login: Lo
     now = int(clock.now().timestamp())
     assert (await me(client, resigned(login, iat=now))).status_code == 200
     await assert_refused(client, resigned(login, iat=now + 60))
+
+
+async def test_a_remembered_token_keeps_the_window_of_its_claims(
+    ctx: Context, login: Login, clock: FrozenClock
+) -> None:
+    """Verified tokens are remembered per process; a hit is held to the same iat/exp window as a full check."""
+    issued = clock.now()
+    assert ctx.access.verify(login.access, now=issued).session_id == login.session_id
+    assert login.access in ctx.access._verified
+    for moved in (timedelta(seconds=-2), timedelta(seconds=902)):  # before iat - 1 s, after exp + 1 s
+        with pytest.raises(AppError):
+            ctx.access.verify(login.access, now=issued + moved)
+    assert ctx.access.verify(login.access, now=issued + timedelta(seconds=899)).session_id == login.session_id
+
+
+async def test_remembered_tokens_are_bounded_the_oldest_forgotten_first(
+    ctx: Context, users: Users, clock: FrozenClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(jwt_module, "VERIFIED_KEPT", 2)
+    tokens = [(await users.signed_in()).access for _ in range(3)]
+    for token in tokens:
+        ctx.access.verify(token, now=clock.now())
+    assert list(ctx.access._verified) == tokens[1:]
 
 
 async def test_exp_and_iat_must_be_integers(client: httpx.AsyncClient, login: Login) -> None:

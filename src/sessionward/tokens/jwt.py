@@ -18,6 +18,7 @@ from sessionward.tokens.opaque import new_jti
 
 TYP = "at+jwt"
 LEEWAY_SECONDS = 1  # API.md: clock leeway on exp is at most 1 s
+VERIFIED_KEPT = 10_000  # tokens remembered as verified, per process (about 4 MB)
 _REQUIRED = ["iss", "aud", "sub", "sid", "jti", "iat", "exp"]
 
 
@@ -35,6 +36,8 @@ class IssuedAccess:
     jti: str
     expires_in: int
 
+
+_Verified = tuple[AccessClaims, str, float, float]  # the claims, the key id, valid from, valid until (epoch s)
 
 _COMPACT = re.compile(r"([A-Za-z0-9_-]+)\.([A-Za-z0-9_-]+)\.([A-Za-z0-9_-]+)")  # RFC 7515 §7.1, unpadded
 
@@ -70,6 +73,7 @@ class AccessTokens:
         self.audience = audience
         self.lifetime = lifetime
         self._algorithm = jwt.get_algorithm_by_name(keys.algorithm)
+        self._verified: dict[str, _Verified] = {}
 
     def issue(self, *, user_id: int, session_id: str, now: datetime) -> IssuedAccess:
         keyset = self.keys.current(now=now)
@@ -89,7 +93,22 @@ class AccessTokens:
         return IssuedAccess(token.decode(), jti, int(self.lifetime.total_seconds()))
 
     def verify(self, token: str, *, now: datetime) -> AccessClaims:
-        """Signature, header and claims; revocation is the caller's next step."""
+        """Signature, header and claims; revocation is the caller's next step.
+
+        A client sends the same token with every request for its whole life, so a token that verified is
+        remembered (the exact string, signature included): again, only its expiry and its key are checked."""
+        known = self._verified.get(token)
+        if known is not None:
+            claims, kid, valid_from, valid_until = known
+            if valid_from <= now.timestamp() < valid_until and self.keys.verification_key(kid, now=now) is not None:
+                return claims
+        claims, kid, valid_from, valid_until = self._verify(token, now=now)
+        if len(self._verified) >= VERIFIED_KEPT:
+            del self._verified[next(iter(self._verified))]  # the oldest
+        self._verified[token] = (claims, kid, valid_from, valid_until)
+        return claims
+
+    def _verify(self, token: str, *, now: datetime) -> _Verified:
         parts = _COMPACT.fullmatch(token)  # (a "$" would let a trailing newline through)
         if parts is None:
             raise invalid_token()
@@ -106,7 +125,10 @@ class AccessTokens:
             raise invalid_token()
         if any(name not in claims for name in _REQUIRED):
             raise invalid_token()
-        return _claims(claims, now=now, lifetime=self.lifetime)
+        checked = _claims(claims, now=now, lifetime=self.lifetime)
+        # The window in which _claims accepts it: from iat (or nbf) less the leeway, to exp plus the leeway.
+        valid_from = max(claims["iat"], claims.get("nbf", claims["iat"])) - LEEWAY_SECONDS
+        return checked, header["kid"], valid_from, claims["exp"] + LEEWAY_SECONDS
 
     def _key_for(self, header: dict[str, Any], *, now: datetime) -> Any:
         # RFC 8725 §3.11 explicit typing; §3.1 only the configured algorithm. jku/jwk/x5u are never read;
