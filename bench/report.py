@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import statistics
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 DBS = {"sqlite": "SQLite", "postgres": "PostgreSQL"}
+GAINS = Path(__file__).with_name("GAINS.md")  # kept by hand: what each optimisation gained
 Runs = list[dict[str, Any]]
 
 
@@ -259,4 +261,5 @@ def markdown(summary: dict[str, Any]) -> str:
     if "scale" in results:
         lines += ["", "## Scale (PostgreSQL): refresh-only on a large database", "", *scale_table(results["scale"])]
     lines += ["", "## Servers after the load", "", *servers_table(results), ""]
+    lines += [GAINS.read_text().rstrip(), ""]
     return "\n".join(lines)
