@@ -35,7 +35,7 @@ async def device(request: Request) -> Device:
 async def principal(request: Request) -> Principal:
     # The scheme is called here rather than declared as a sub-dependency: FastAPI solves a security
     # dependency anew on every request (a tenth of /me). The OpenAPI document still names it: see
-    # ``app.document_bearer``.
+    # ``app._document``.
     credentials = await BEARER(request)
     if len(request.headers.getlist("authorization")) > 1:  # ambiguous (RFC 6749 §5.2): never "the first wins"
         raise validation("authorization", "Send one Authorization header")

@@ -27,27 +27,21 @@ _LIVE = (
     refresh_tokens.c.expires_at > bindparam("now"),
 )
 _ROTATED = (refresh_tokens.c.id, refresh_tokens.c.generation)
-_ROTATE = Prepared(
-    update(refresh_tokens)
-    .where(*_LIVE)
-    .values(rotated_at=bindparam("now"), successor_sealed=bindparam("sealed"))
-    .returning(*_ROTATED),
-    _ROTATED,
-)
-_KEPT = select(refresh_tokens.c.expires_at).where(*_LIVE)
-# PostgreSQL: the two as one statement (a data-modifying WITH), one round trip fewer. SQLite has no such WITH.
-_rotated = (
+_RETIRE = (
     update(refresh_tokens)
     .where(*_LIVE)
     .values(rotated_at=bindparam("now"), successor_sealed=bindparam("sealed"))
     .returning(*_ROTATED)
-    .cte("rotated")
 )
+_ROTATE = Prepared(_RETIRE, _ROTATED)
+_KEPT = select(refresh_tokens.c.expires_at).where(*_LIVE)
+# PostgreSQL: the two as one statement (a data-modifying WITH), one round trip fewer. SQLite has no such WITH.
+_rotated = _RETIRE.cte("rotated")
 _SUCCEEDED = (refresh_tokens.c.parent_id,)
 _ROTATE_AND_INSERT = Prepared(
     insert(refresh_tokens)
     .from_select(
-        ["session_id", "user_id", "token_hash", "parent_id", "generation", "created_at", "expires_at"],
+        _INSERTED,
         select(
             bindparam("sid", type_=String),
             bindparam("user_id", type_=Integer),
