@@ -21,7 +21,7 @@ from fastapi.routing import APIRoute
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
-from starlette.routing import Match
+from starlette.routing import BaseRoute, Match
 
 from sessionward import deps, logs
 from sessionward.admin.routes import router as admin_router
@@ -289,14 +289,25 @@ def _fastapi(ctx: Context) -> FastAPI:
         # FastAPI matches an included router twice per request, once for the router and once for its route.
         app.router.routes.extend(router.routes)
     _operational_routes(app, ctx)
+    app.router.routes.sort(key=_hot_first)  # stable: routes of one path keep their order
     _document(app)
     return app
+
+
+# The paths every client calls most, in that order. Routes are tried one by one (about 1 µs each), and these
+# share no request with another path's pattern, so trying them first changes no answer.
+_HOT_PATHS = ("/api/v1/auth/me", "/api/v1/auth/refresh")
+
+
+def _hot_first(route: BaseRoute) -> int:
+    path = getattr(route, "path", None)
+    return _HOT_PATHS.index(path) if path in _HOT_PATHS else len(_HOT_PATHS)
 
 
 def _document(app: FastAPI) -> None:
     """What FastAPI's generated document gets wrong here: it documents a 422 for every validated operation,
     while this service answers validation errors with 400 (API.md), which every operation documents already;
-    and it cannot see the bearer scheme, which ``deps.principal`` calls itself."""
+    and it cannot see the bearer scheme, whose header ``deps.principal`` reads itself."""
     generate = app.openapi
     authenticated = {
         (route.path_format, method.lower())
@@ -313,7 +324,7 @@ def _document(app: FastAPI) -> None:
             for method, operation in item.items():
                 operation.get("responses", {}).pop("422", None)
                 if (path, method) in authenticated:
-                    operation["security"] = [{deps.BEARER.scheme_name: []}]
+                    operation.update(deps.SECURED)
         components = schema.setdefault("components", {})
         for name in ("HTTPValidationError", "ValidationError"):
             components.get("schemas", {}).pop(name, None)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPBearer
@@ -16,6 +16,9 @@ from sessionward.users.models import Role
 
 MAX_TOKEN_LENGTH = 4096
 BEARER = HTTPBearer(auto_error=False, description="An access token from login or refresh.")
+# An operation's OpenAPI security, which FastAPI cannot see (``principal`` reads the header itself): ``app._document``
+# adds it to the operations that depend on ``principal``; one that calls it declares it (``openapi_extra``).
+SECURED: dict[str, Any] = {"security": [{BEARER.scheme_name: []}]}
 
 
 # Dependencies are coroutines even when they never await: FastAPI runs a plain function in a worker thread.
@@ -33,17 +36,16 @@ async def device(request: Request) -> Device:
 
 
 async def principal(request: Request) -> Principal:
-    # The scheme is called here rather than declared as a sub-dependency: FastAPI solves a security
-    # dependency anew on every request (a tenth of /me). The OpenAPI document still names it: see
-    # ``app._document``.
-    credentials = await BEARER(request)
-    if len(request.headers.getlist("authorization")) > 1:  # ambiguous (RFC 6749 §5.2): never "the first wins"
+    # The header is read here rather than by the bearer scheme as a sub-dependency: FastAPI solves a security
+    # dependency anew on every request (a tenth of /me). The OpenAPI document still names it: see ``SECURED``.
+    given = request.headers.getlist("authorization")
+    if len(given) > 1:  # ambiguous (RFC 6749 §5.2): never "the first wins"
         raise validation("authorization", "Send one Authorization header")
-    if credentials is None or not credentials.credentials or len(credentials.credentials) > MAX_TOKEN_LENGTH:
+    scheme, _, token = (given[0] if given else "").partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token or len(token) > MAX_TOKEN_LENGTH:
         raise AppError(ErrorCode.INVALID_TOKEN, "Authentication required")
-    found = await tokens.authenticate(await context(request), credentials.credentials)
-    request.state.principal = found
-    return found
+    return await tokens.authenticate(await context(request), token)
 
 
 async def admin(caller: Annotated[Principal, Depends(principal)]) -> Principal:

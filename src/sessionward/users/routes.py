@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 
+from sessionward import deps
 from sessionward.deps import Caller, ClientDevice, Ctx
 from sessionward.http import JSON, ok
 from sessionward.schemas import Message, Success, errors
@@ -24,8 +25,10 @@ async def register(body: RegisterRequest, ctx: Ctx, device: ClientDevice) -> JSO
     return ok({"user": user}, status=201)
 
 
-@router.get("/me", response_model=UserData, responses=errors(401))
-async def me(caller: Caller) -> JSON:
+@router.get("/me", response_model=UserData, responses=errors(401), openapi_extra=deps.SECURED)
+async def me(request: Request) -> JSON:
+    # The hottest protected path finds its caller itself: solving a dependency costs FastAPI a tenth of it.
+    caller = await deps.principal(request)
     return ok({"user": caller.user})
 
 
