@@ -419,6 +419,7 @@ class TestLogs:
         )
         assert changed.status_code in (400, 403)
         assert (await call(client.post(f"{API}/logout", json={}, headers=auth))).status_code == 200
+        await asyncio.sleep(2 * logs.AccessLog.DELAY_SECONDS)  # the access log's lines are written in batches
 
         async with ctx.db.read() as conn:
             password_hash = (await conn.execute(select(users_table.c.password_hash))).scalar_one()
@@ -462,12 +463,73 @@ async def test_log_records_keep_their_request_id_when_formatted_later(client: ht
     logger.setLevel(logging.INFO)
     try:
         response = await client.get("/healthz", headers={"x-request-id": "later-formatted-1"})
+        logs.access.flush()
     finally:
         logger.removeHandler(keep)
         logger.setLevel(saved_level)
     assert response.status_code == 200
     entries = [orjson.loads(logs.JsonFormatter().format(record)) for record in records]
     assert any(entry.get("request_id") == "later-formatted-1" for entry in entries), entries
+
+
+_APART = 0.02
+
+
+class _Kept(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+@pytest.fixture
+def kept() -> Iterator[_Kept]:
+    logger = logging.getLogger("sessionward.test-access")
+    handler = _Kept()
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        yield handler
+    finally:
+        logger.removeHandler(handler)
+
+
+async def test_access_lines_are_written_within_the_delay_with_their_own_time_and_request_id(kept: _Kept) -> None:
+    access = logs.AccessLog(logging.getLogger("sessionward.test-access"))
+    access.add("first-id", {"method": "GET", "path": "/a", "status": 200, "ms": 0.1})
+    assert kept.records == []  # batched: nothing yet
+    await asyncio.sleep(_APART)
+    access.add("second-id", {"method": "POST", "path": "/b", "status": 401, "ms": 0.2})
+    await asyncio.sleep(2 * logs.AccessLog.DELAY_SECONDS)
+    entries = [orjson.loads(logs.JsonFormatter().format(record)) for record in kept.records]
+    assert [(e["request_id"], e["msg"], e["method"], e["status"]) for e in entries] == [
+        ("first-id", "request", "GET", 200),
+        ("second-id", "request", "POST", 401),
+    ]
+    first, second = kept.records
+    assert second.created - first.created >= _APART * 0.9  # stamped when each request ended, not when written
+
+
+async def test_a_full_batch_of_access_lines_is_written_at_once(kept: _Kept) -> None:
+    access = logs.AccessLog(logging.getLogger("sessionward.test-access"))
+    for n in range(logs.AccessLog.BATCH):
+        access.add(f"id-{n}", {"status": 200})
+    assert len(kept.records) == logs.AccessLog.BATCH
+    access.add("after", {"status": 200})
+    assert len(kept.records) == logs.AccessLog.BATCH
+    access.flush()
+    assert kept.records[-1].request_id == "after"  # type: ignore[attr-defined]
+
+
+async def test_access_lines_are_not_kept_when_info_is_off(kept: _Kept) -> None:
+    logger = logging.getLogger("sessionward.test-access")
+    logger.setLevel(logging.WARNING)
+    access = logs.AccessLog(logger)
+    access.add("quiet", {"status": 200})
+    access.flush()
+    assert kept.records == []
 
 
 # --------------------------------------------------------------------------- configuration

@@ -126,14 +126,9 @@ class Pipeline:
             counted, timed = _metrics(scope["method"], route, status)
             counted.inc()
             timed.observe(elapsed)
-            log.info(
-                "request",
-                extra={
-                    "method": scope["method"],
-                    "path": scope["path"],
-                    "status": status,
-                    "ms": round(elapsed * 1000, 2),
-                },
+            logs.access.add(
+                rid,
+                {"method": scope["method"], "path": scope["path"], "status": status, "ms": round(elapsed * 1000, 2)},
             )
             logs.request_id.reset(token)
 
@@ -271,6 +266,7 @@ def _fastapi(ctx: Context) -> FastAPI:
         if job is not None:
             job.cancel()
         await ctx.close()
+        logs.access.flush()
 
     app = FastAPI(
         title="sessionward",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import functools
 import logging
@@ -76,3 +77,46 @@ def configure(level: str) -> None:
     for name in ("uvicorn", "uvicorn.error"):
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True
+
+
+class AccessLog:
+    """The access log (one line per request), handed to ``logging`` in batches.
+
+    Made one at a time, at the end of each request, a record cost about 12 µs: a fifth of ``GET /me``. Made back
+    to back, records cost about half that. A line waits at most ``DELAY_SECONDS`` (or ``BATCH`` requests) and keeps
+    its request's time and id; ``flush`` also runs at shutdown (the app's lifespan).
+    """
+
+    DELAY_SECONDS = 0.05
+    BATCH = 256
+
+    def __init__(self, logger: logging.Logger) -> None:
+        self._logger = logger
+        self._pending: list[tuple[float, str, dict[str, Any]]] = []
+        self._timer: asyncio.TimerHandle | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def add(self, rid: str, fields: dict[str, Any]) -> None:
+        if not self._logger.isEnabledFor(logging.INFO):
+            return
+        self._pending.append((time.time(), rid, fields))
+        if len(self._pending) >= self.BATCH:
+            self.flush()
+        else:
+            loop = asyncio.get_running_loop()
+            if self._timer is None or self._loop is not loop:  # (a test's loop ends with its timer pending)
+                self._loop, self._timer = loop, loop.call_later(self.DELAY_SECONDS, self.flush)
+
+    def flush(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        pending, self._pending = self._pending, []
+        for created, rid, fields in pending:
+            record = self._logger.makeRecord(self._logger.name, logging.INFO, "", 0, "request", (), None, extra=fields)
+            record.created, record.msecs = created, (created - int(created)) * 1000
+            record.request_id = rid
+            self._logger.handle(record)
+
+
+access = AccessLog(logging.getLogger("sessionward"))

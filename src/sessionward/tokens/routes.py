@@ -4,6 +4,7 @@ from urllib.parse import parse_qs
 
 from fastapi import APIRouter, Request
 
+from sessionward import deps
 from sessionward.deps import ClientDevice, Ctx
 from sessionward.errors import AppError, invalid_token, validation
 from sessionward.http import JSON, failure, ok
@@ -78,7 +79,9 @@ router.add_api_route(
     responses=errors(401, 403),
     openapi_extra=cookies.OPENAPI_OPTIONAL_BODY,
 )
-async def refresh(body: RefreshRequest, ctx: Ctx, device: ClientDevice) -> JSON:
+async def refresh(body: RefreshRequest, request: Request) -> JSON:
+    # A hot path: the context and the device are read here, not solved as FastAPI dependencies.
+    ctx, device = await deps.context(request), await deps.device(request)
     pair = await service.refresh(ctx, presented=body.refresh_token, session_id=body.session_id, device=device)
     return ok(pair.body())
 
