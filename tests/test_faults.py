@@ -28,7 +28,7 @@ import pytest
 from sqlalchemy import event, func, select
 from sqlalchemy.exc import DBAPIError
 
-from sessionward import prepared
+from sessionward import prepared, sqlite
 from sessionward.app import create_app
 from sessionward.clock import FrozenClock
 from sessionward.config import load_settings
@@ -172,37 +172,46 @@ class Fault:
             return 1
         return 0
 
-    def begin(self, conn: Any) -> None:
-        """Every transaction of the writer (whose connection stays open between them), before its BEGIN."""
-        raw: sqlite3.Connection = conn.connection.driver_connection._conn
+    async def begin(self, raw: sqlite3.Connection, timeout_seconds: float) -> None:
+        """SQLite: every transaction of the writer (whose connection stays open between them), at its BEGIN;
+        from there every statement is seen, whoever runs it."""
         self.current = ""
         raw.set_trace_callback(self.traced)
         raw.set_progress_handler(self.progress, 1)
         self.traced_connections.append(raw)
+        await self.real_begin(raw, timeout_seconds)
+
+    def finish(self, raw: sqlite3.Connection, statement: str) -> None:
+        """SQLite: the driver's COMMIT fails, as ``commit``."""
+        if self.prefix == "COMMIT" and self.fired == 0 and {"INSERT", "UPDATE"} & set(self.seen):
+            self.fired += 1
+            raise DBAPIError.instance(statement, [], self.error("disk I/O error (injected)"), sqlite3.Error)
+        self.real_finish(raw, statement)
 
     def __enter__(self) -> Fault:
         self.traced_connections: list[sqlite3.Connection] = []
         if self.engine.dialect.name == "sqlite":
-            event.listen(self.engine, "begin", self.begin)  # sees every statement after BEGIN, whoever runs it
+            self.real_begin, self.real_finish = sqlite.begin_immediate, sqlite.finish
+            sqlite.begin_immediate, sqlite.finish = self.begin, self.finish  # type: ignore[assignment]
         else:
             event.listen(self.engine, "before_cursor_execute", self.before)
             self.real_on_asyncpg = prepared._on_asyncpg
             prepared._on_asyncpg = self.on_asyncpg  # type: ignore[assignment]
-        self.real_commit = self.engine.dialect.do_commit
-        self.engine.dialect.do_commit = self.commit  # type: ignore[method-assign]
+            self.real_commit = self.engine.dialect.do_commit
+            self.engine.dialect.do_commit = self.commit  # type: ignore[method-assign]
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if event.contains(self.engine, "begin", self.begin):
-            event.remove(self.engine, "begin", self.begin)
-        if event.contains(self.engine, "before_cursor_execute", self.before):
+        if self.engine.dialect.name == "sqlite":
+            sqlite.begin_immediate, sqlite.finish = self.real_begin, self.real_finish  # type: ignore[assignment]
+        else:
             event.remove(self.engine, "before_cursor_execute", self.before)
             prepared._on_asyncpg = self.real_on_asyncpg  # type: ignore[assignment]
+            self.engine.dialect.do_commit = self.real_commit  # type: ignore[method-assign]
         for raw in self.traced_connections:
             with suppress(sqlite3.ProgrammingError):  # closed: the writer discards its connection after a fault
                 raw.set_trace_callback(None)
                 raw.set_progress_handler(None, 1)
-        self.engine.dialect.do_commit = self.real_commit  # type: ignore[method-assign]
 
 
 def _terminate(database_url: str, pid: int) -> None:

@@ -16,7 +16,7 @@ import httpx
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
-from sessionward import prepared
+from sessionward import prepared, sqlite
 from sessionward.context import Context
 from tests.conftest import API, Users, refresh
 
@@ -59,15 +59,15 @@ def counting(ctx: Context) -> Iterator[Counted]:
     def on_checkout(dbapi_conn: Any, _record: Any, _proxy: Any) -> None:  # a reader, for each read
         trace(dbapi_conn.driver_connection._conn)
 
-    def on_sqlite_begin(conn: Any) -> None:  # the writer, whose connection stays open between transactions
-        counted.transactions += 1
-        trace(conn.connection.driver_connection._conn)
+    begin_immediate = sqlite.begin_immediate
 
-    listeners = (
-        [("checkout", on_checkout), ("begin", on_sqlite_begin)]
-        if ctx.db.is_sqlite
-        else [("before_cursor_execute", on_execute), ("begin", on_begin)]
-    )
+    async def on_sqlite_begin(raw: sqlite3.Connection, timeout_seconds: float) -> None:
+        counted.transactions += 1  # the writer, whose connection stays open between transactions
+        trace(raw)
+        await begin_immediate(raw, timeout_seconds)
+
+    postgres = [("before_cursor_execute", on_execute), ("begin", on_begin)]
+    listeners = [("checkout", on_checkout)] if ctx.db.is_sqlite else postgres
     on_asyncpg = prepared._on_asyncpg
 
     async def hot(adapted: Any, sql: str, values: list[Any]) -> Any:  # PostgreSQL, run on asyncpg directly
@@ -79,10 +79,12 @@ def counting(ctx: Context) -> Iterator[Counted]:
         for name, listener in listeners:
             event.listen(engine, name, listener)
     prepared._on_asyncpg = hot  # type: ignore[assignment]
+    sqlite.begin_immediate = on_sqlite_begin  # type: ignore[assignment]
     try:
         yield counted
     finally:
         prepared._on_asyncpg = on_asyncpg  # type: ignore[assignment]
+        sqlite.begin_immediate = begin_immediate  # type: ignore[assignment]
         for engine in engines:
             for name, listener in listeners:
                 event.remove(engine, name, listener)

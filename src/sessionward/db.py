@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager, suppress
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -187,7 +187,6 @@ class Database:
             event.listen(self.writer.sync_engine, "connect", sqlite.pragmas(busy_ms=0, writer=True))
             busy_ms = int(timeout_seconds * 1000)
             event.listen(self.reader.sync_engine, "connect", sqlite.pragmas(busy_ms=busy_ms, writer=False))
-            event.listen(self.writer.sync_engine, "begin", sqlite.begin(timeout_seconds))
             self._checkpoints = sqlite.Checkpoints(path)
         else:
             # A statement that waits longer than the timeout for a lock fails (and answers 503) rather
@@ -208,6 +207,10 @@ class Database:
         # SQLite: one writer connection (one writer at a time anyway); PostgreSQL: the pool's size, its overflow
         # left to the readers.
         self._lender = Lender(self.writer, 1 if self.is_sqlite else _POOL_SIZE, timeout_seconds)
+        self._timeout = timeout_seconds
+
+    def _transaction(self, conn: AsyncConnection) -> AbstractAsyncContextManager[Any]:
+        return sqlite.transaction(conn, self._timeout) if self.is_sqlite else conn.begin()
 
     def _prepare_sqlite_file(self) -> None:
         database = make_url(self.url).database
@@ -221,7 +224,7 @@ class Database:
     async def write(self) -> AsyncIterator[AsyncConnection]:
         """One transaction: committed when the block ends, rolled back if it raises."""
         try:
-            async with self._lender.connection() as conn, conn.begin():
+            async with self._lender.connection() as conn, self._transaction(conn):
                 yield conn
         except _FAULTS as exc:
             _reraise_fault(exc)

@@ -47,7 +47,7 @@ class Prepared:
     async def _execute(self, conn: AsyncConnection, params: Mapping[str, Any]) -> Sequence[Any]:
         sql, names, binds, _ = self._compile(conn.dialect)
         values = [bind(params[name]) if bind else params[name] for name, bind in zip(names, binds, strict=True)]
-        adapted = (await _pooled(conn)).dbapi_connection
+        adapted = (await pooled(conn)).dbapi_connection
         if conn.dialect.name == "sqlite":
             return _on_sqlite(adapted.driver_connection._conn, sql, values)
         try:
@@ -69,7 +69,7 @@ class Prepared:
         return found
 
 
-async def _pooled(conn: AsyncConnection) -> Any:
+async def pooled(conn: AsyncConnection) -> Any:
     """The pooled connection; read in place when it is there (``get_raw_connection`` goes through a greenlet,
     to allow for a reconnect: 10 µs each time)."""
     sync = conn.sync_connection

@@ -3,7 +3,7 @@
 An indexed statement on a local file takes microseconds. aiosqlite hands each one to a thread and back, which
 cost more than the statement itself and, under load, queued behind the GIL; so the driver's calls run inline
 here. What can take milliseconds is kept off the loop: waiting for another process's write lock (polled with
-short sleeps, see ``begin``) and WAL checkpoints, whose writes and fsync run in a thread (``Checkpoints``).
+short sleeps, see ``begin_immediate``) and WAL checkpoints, whose writes and fsync run in a thread (``Checkpoints``).
 """
 
 from __future__ import annotations
@@ -11,17 +11,19 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import time
-from collections.abc import Awaitable, Callable, Generator
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import suppress
+from contextlib import asynccontextmanager, suppress
 from typing import Any
 
 import aiosqlite
 from sqlalchemy.engine.interfaces import DBAPIConnection
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.pool import ConnectionPoolEntry
-from sqlalchemy.util import await_
 
 from sessionward.errors import unavailable
+from sessionward.prepared import pooled
 
 # About 1,000 WAL pages (SQLite's own automatic checkpoint) at a few pages per write transaction.
 CHECKPOINT_EVERY_WRITES = 250
@@ -51,7 +53,7 @@ class _InlineConnection(aiosqlite.Connection):
 
 
 def connector(path: str) -> Callable[[], Awaitable[aiosqlite.Connection]]:
-    """SQLAlchemy's ``async_creator``: transactions are ours to begin (``begin``), the driver's implicit
+    """SQLAlchemy's ``async_creator``: transactions are ours to begin (``transaction``), the driver's implicit
     BEGIN is off."""
 
     async def connect() -> aiosqlite.Connection:
@@ -61,7 +63,7 @@ def connector(path: str) -> Callable[[], Awaitable[aiosqlite.Connection]]:
 
 
 def pragmas(*, busy_ms: int, writer: bool) -> Callable[[DBAPIConnection, ConnectionPoolEntry], None]:
-    # The writer leaves checkpoints to ``Checkpoints`` (in a thread), and waits for locks in ``begin``.
+    # The writer leaves checkpoints to ``Checkpoints`` (in a thread), and waits for locks in ``begin_immediate``.
     settings = ["journal_mode=WAL", "synchronous=NORMAL", f"busy_timeout={busy_ms}", "foreign_keys=ON"]
     if writer:
         settings.append("wal_autocheckpoint=0")
@@ -75,29 +77,56 @@ def pragmas(*, busy_ms: int, writer: bool) -> Callable[[DBAPIConnection, Connect
     return connect
 
 
-def begin(timeout_seconds: float) -> Callable[[Any], None]:
+@asynccontextmanager
+async def transaction(conn: AsyncConnection, timeout_seconds: float) -> AsyncIterator[None]:
+    """A write transaction on the writer's own sqlite3 connection: BEGIN IMMEDIATE ... COMMIT (or ROLLBACK).
+
+    SQLAlchemy's begin and commit each went through a greenlet, about a fifth of a refresh, all of it under
+    the write lock. A statement run through SQLAlchemy inside the block opens only SQLAlchemy's bookkeeping
+    (with ``isolation_level=None`` the driver sends no BEGIN of its own), which is closed here as well.
+    """
+    raw: sqlite3.Connection = (await pooled(conn)).dbapi_connection.driver_connection._conn
+    await begin_immediate(raw, timeout_seconds)
+    try:
+        yield
+        finish(raw, "COMMIT")
+    except BaseException:
+        with suppress(sqlite3.Error):  # a failed COMMIT may have rolled back already; a broken connection is discarded
+            raw.execute("ROLLBACK")
+        if conn.in_transaction():
+            with suppress(SQLAlchemyError):
+                await conn.rollback()
+        raise
+    if conn.in_transaction():
+        await conn.commit()  # (the driver's commit finds no transaction left: nothing is sent)
+
+
+async def begin_immediate(raw: sqlite3.Connection, timeout_seconds: float) -> None:
     """Take the write lock at BEGIN, so a transaction never fails half way on a lock upgrade.
 
     The lock is waited for here, not in SQLite's busy handler: that one sleeps on the event loop's thread,
     longer each time (1, 2, 5, 10 ... 100 ms), while a process that is not asleep takes the lock again and
     again. Here the wait is short polls on the event loop, which goes on serving meanwhile.
     """
+    deadline = time.monotonic() + timeout_seconds
+    delay = 0.0002
+    while True:
+        try:
+            raw.execute("BEGIN IMMEDIATE")
+            return
+        except sqlite3.OperationalError as exc:
+            if exc.sqlite_errorcode != sqlite3.SQLITE_BUSY or time.monotonic() > deadline:
+                raise unavailable() from exc
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 0.002)
 
-    def begin_immediate(conn: Any) -> None:
-        raw: sqlite3.Connection = conn.connection.driver_connection._conn
-        deadline = time.monotonic() + timeout_seconds
-        delay = 0.0002
-        while True:
-            try:
-                raw.execute("BEGIN IMMEDIATE")
-                return
-            except sqlite3.OperationalError as exc:
-                if exc.sqlite_errorcode != sqlite3.SQLITE_BUSY or time.monotonic() > deadline:
-                    raise unavailable() from exc
-            await_(asyncio.sleep(delay))
-            delay = min(delay * 2, 0.002)
 
-    return begin_immediate
+def finish(raw: sqlite3.Connection, statement: str) -> None:
+    """COMMIT; a failure is raised as SQLAlchemy raises the driver's errors (``db`` tells a fault from a bug)."""
+    try:
+        raw.execute(statement)
+    except sqlite3.Error as exc:
+        raise DBAPIError.instance(statement, [], exc, sqlite3.Error) from exc
 
 
 class Checkpoints:
