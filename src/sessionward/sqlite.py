@@ -89,7 +89,7 @@ async def transaction(conn: AsyncConnection, timeout_seconds: float) -> AsyncIte
     await begin_immediate(raw, timeout_seconds)
     try:
         yield
-        finish(raw, "COMMIT")
+        commit(raw)
     except BaseException:
         with suppress(sqlite3.Error):  # a failed COMMIT may have rolled back already; a broken connection is discarded
             raw.execute("ROLLBACK")
@@ -121,12 +121,12 @@ async def begin_immediate(raw: sqlite3.Connection, timeout_seconds: float) -> No
         delay = min(delay * 2, 0.002)
 
 
-def finish(raw: sqlite3.Connection, statement: str) -> None:
+def commit(raw: sqlite3.Connection) -> None:
     """COMMIT; a failure is raised as SQLAlchemy raises the driver's errors (``db`` tells a fault from a bug)."""
     try:
-        raw.execute(statement)
+        raw.execute("COMMIT")
     except sqlite3.Error as exc:
-        raise DBAPIError.instance(statement, [], exc, sqlite3.Error) from exc
+        raise DBAPIError.instance("COMMIT", [], exc, sqlite3.Error) from exc
 
 
 class Checkpoints:

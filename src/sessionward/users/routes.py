@@ -4,7 +4,7 @@ from fastapi import APIRouter, Request
 
 from sessionward import deps
 from sessionward.deps import Caller, ClientDevice, Ctx
-from sessionward.http import JSON, ok
+from sessionward.http import JSON, DirectRoute, ok
 from sessionward.schemas import Message, Success, errors
 from sessionward.sessions import service as sessions
 from sessionward.users import service
@@ -25,11 +25,21 @@ async def register(body: RegisterRequest, ctx: Ctx, device: ClientDevice) -> JSO
     return ok({"user": user}, status=201)
 
 
-@router.get("/me", response_model=UserData, responses=errors(401), openapi_extra=deps.SECURED)
 async def me(request: Request) -> JSON:
-    # The hottest protected path finds its caller itself: solving a dependency costs FastAPI a tenth of it.
+    # The hottest protected path: it finds its caller itself, and FastAPI calls it as it is (``DirectRoute``).
     caller = await deps.principal(request)
     return ok({"user": caller.user})
+
+
+router.add_api_route(
+    "/me",
+    me,
+    methods=["GET"],
+    response_model=UserData,
+    responses=errors(401),
+    openapi_extra=deps.SECURED,
+    route_class_override=DirectRoute,
+)
 
 
 @router.delete("/me", response_model=Message, responses=errors(401, 403))
