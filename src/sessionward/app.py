@@ -265,8 +265,8 @@ def _fastapi(ctx: Context) -> FastAPI:
         yield
         if job is not None:
             job.cancel()
+        logs.access.flush()  # first: a failing close must not lose the last lines
         await ctx.close()
-        logs.access.flush()
 
     app = FastAPI(
         title="sessionward",
