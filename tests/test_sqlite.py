@@ -140,3 +140,36 @@ async def test_checkpoints_run_every_few_hundred_writes_off_the_event_loop(
     assert threads, "no checkpoint ran"
     assert all(name.startswith("sqlite-checkpoint") for name in threads), threads
     assert main_file.stat().st_size >= before + 400_000  # the pages left the WAL for the database file
+
+
+async def test_a_wal_past_its_limit_restarts_though_readers_keep_a_passive_checkpoint_from_finishing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sqlite, "RESTART_AT_FRAMES", 16)  # 64 KiB
+    path = tmp_path / "w.db"
+    database = Database(f"sqlite:///{path}", timeout_seconds=2.0)
+    checkpoints = sqlite.Checkpoints(str(path))
+
+    async def write(statement: str = "INSERT INTO t VALUES (randomblob(100000))") -> None:
+        async with database.write() as conn:
+            await conn.exec_driver_sql(statement)
+
+    await write("CREATE TABLE t (x BLOB)")
+    sizes = []
+    for _ in range(6):
+        await write()
+        # A reader in a snapshot until a moment after the checkpoint starts, as under steady load; a write
+        # while it reads cannot restart the WAL, and the WAL grows by every write.
+        reader = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        reader.execute("BEGIN")
+        reader.execute("SELECT count(*) FROM t").fetchone()
+        release = threading.Timer(0.1, reader.execute, ["COMMIT"])
+        release.start()
+        checkpoints.run()
+        await write()
+        release.join()
+        reader.close()
+        sizes.append((path.parent / "w.db-wal").stat().st_size)
+    checkpoints.close()
+    await database.dispose()
+    assert max(sizes) < 300_000, sizes  # two writes at most (a write is 25 pages, 100 KiB); not twelve

@@ -27,6 +27,8 @@ from sessionward.prepared import pooled
 
 # About 1,000 WAL pages (SQLite's own automatic checkpoint) at a few pages per write transaction.
 CHECKPOINT_EVERY_WRITES = 250
+# A WAL longer than this (64 MiB of 4 KiB pages) is restarted from its beginning, and cut back to this size.
+RESTART_AT_FRAMES = 16384
 
 
 class _InlineConnection(aiosqlite.Connection):
@@ -66,7 +68,7 @@ def pragmas(*, busy_ms: int, writer: bool) -> Callable[[DBAPIConnection, Connect
     # The writer leaves checkpoints to ``Checkpoints`` (in a thread), and waits for locks in ``begin_immediate``.
     settings = ["journal_mode=WAL", "synchronous=NORMAL", f"busy_timeout={busy_ms}", "foreign_keys=ON"]
     if writer:
-        settings.append("wal_autocheckpoint=0")
+        settings += ["wal_autocheckpoint=0", f"journal_size_limit={RESTART_AT_FRAMES * 4096}"]
 
     def connect(dbapi_conn: DBAPIConnection, _record: ConnectionPoolEntry) -> None:
         cursor = dbapi_conn.cursor()
@@ -130,9 +132,13 @@ def commit(raw: sqlite3.Connection) -> None:
 
 
 class Checkpoints:
-    """WAL checkpoints (PASSIVE: never waits for readers or writers) in a thread, every few hundred writes.
+    """WAL checkpoints in a thread, every few hundred writes.
 
     Run inline by the writer, a checkpoint's page copies and fsync held the event loop for milliseconds.
+    A PASSIVE checkpoint never waits for readers or writers; but under writes that never pause it never
+    reaches the end of the WAL either, and SQLite restarts the WAL only from a finished checkpoint: the file
+    grew by hundreds of MB a minute. So a WAL past ``RESTART_AT_FRAMES`` gets a RESTART checkpoint, which
+    holds back new writers (they poll in ``begin_immediate``) for the few pages the PASSIVE one left.
     """
 
     def __init__(self, path: str) -> None:
@@ -155,7 +161,9 @@ class Checkpoints:
             self._conn = sqlite3.connect(self._path, timeout=1.0, isolation_level=None, check_same_thread=False)
         # Busy (another process checkpointing, say): the next one catches up.
         with suppress(sqlite3.Error):
-            self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            _busy, frames, _copied = self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+            if frames >= RESTART_AT_FRAMES:
+                self._conn.execute("PRAGMA wal_checkpoint(RESTART)")
 
     def close(self) -> None:
         if self._pool is not None:
