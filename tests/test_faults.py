@@ -126,6 +126,7 @@ class Fault:
     ctx: Context
     prefix: str | tuple[str, ...]
     kill: bool = False
+    answer_lost: bool = False
     fired: int = 0
     seen: list[str] = field(default_factory=list)
 
@@ -142,16 +143,19 @@ class Fault:
             else:
                 raise self.error("disk I/O error (injected)")
 
-    async def on_asyncpg(self, adapted: Any, sql: str, values: list[Any]) -> Any:
-        """PostgreSQL, statements run on asyncpg directly (the hot path): as ``before``."""
+    async def on_asyncpg(self, adapted: Any, sql: str, values: list[Any], *, begin: bool = True) -> Any:
+        """PostgreSQL, statements run on asyncpg directly (the hot path): as ``before``; ``answer_lost``: the
+        statement runs (and, alone, commits), then its answer is lost with the connection."""
         self.seen.append(sql.split()[0])
         if self.fired == 0 and sql.lstrip().upper().startswith(self.prefix):
             self.fired += 1
-            if self.kill:
+            if self.answer_lost:
+                await self.real_on_asyncpg(adapted, sql, values, begin=begin)
+            if self.kill or self.answer_lost:
                 _terminate(self.ctx.settings.database_url, adapted.driver_connection.get_server_pid())
             else:
                 raise DBAPIError.instance(sql, values, self.error("disk I/O error (injected)"), adapted.dbapi.Error)
-        return await self.real_on_asyncpg(adapted, sql, values)
+        return await self.real_on_asyncpg(adapted, sql, values, begin=begin)
 
     def commit(self, dbapi_connection: Any) -> None:
         """The driver's COMMIT fails (after every statement of the transaction has run)."""
@@ -241,24 +245,33 @@ async def _live_tokens(ctx: Context, session_id: str) -> list[str]:
         return list((await conn.execute(query)).scalars())
 
 
-# On PostgreSQL one statement retires the presented token and stores its successor (WITH rotated AS ...).
+# On PostgreSQL a refresh that wins is one statement (WITH touched ...), which fails whole; the whole way (a
+# refresh that does not win at once) retires the presented token and stores its successor in one (WITH rotated ...).
+ONE_STATEMENT = "WITH TOUCHED"
 ROTATION = ("UPDATE REFRESH_TOKENS", "WITH ROTATED")
-SUCCESSOR = ("INSERT INTO REFRESH_TOKENS", "WITH ROTATED")
-REFRESH_FAULTS: dict[str, str | tuple[str, ...]] = {
-    "touching the session": "UPDATE SESSIONS",
-    "retiring the presented token": ROTATION,
-    "storing the successor": SUCCESSOR,
-    "committing": "COMMIT",
+SUCCESSOR = ("INSERT INTO REFRESH_TOKENS", "WITH ROTATED", ONE_STATEMENT)
+REFRESH_FAULTS: dict[str, dict[str, str | tuple[str, ...]]] = {
+    "sqlite": {
+        "touching the session": "UPDATE SESSIONS",
+        "retiring the presented token": ROTATION,
+        "storing the successor": SUCCESSOR,
+        "committing": "COMMIT",
+    },
+    "postgres": {"the one statement": ONE_STATEMENT},
 }
 
 
-@pytest.mark.parametrize("step", REFRESH_FAULTS)
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "refresh_step" in metafunc.fixturenames:
+        metafunc.parametrize("refresh_step", REFRESH_FAULTS[metafunc.config.getoption("--backend")])
+
+
 async def test_a_database_failing_during_a_rotation_answers_503_and_writes_none_of_it(
-    client: httpx.AsyncClient, ctx: Context, users: Users, step: str
+    client: httpx.AsyncClient, ctx: Context, users: Users, backend: str, refresh_step: str
 ) -> None:
     login = await users.signed_in()
     before = await row_counts(ctx)
-    with Fault(ctx, REFRESH_FAULTS[step]) as fault:
+    with Fault(ctx, REFRESH_FAULTS[backend][refresh_step]) as fault:
         assert_unavailable(await refresh(client, login.refresh, login.session_id))
     assert fault.fired == 1
     assert await row_counts(ctx) == before
@@ -284,6 +297,24 @@ async def test_a_database_connection_killed_during_a_rotation_answers_503_and_wr
     assert await _live_tokens(ctx, login.session_id) == [hash_token(login.refresh)]
     again = await refresh(client, login.refresh, login.session_id)  # a new connection: the pool recovers
     assert again.status_code == 200, again.text
+
+
+async def test_a_rotation_committed_whose_answer_was_lost_is_handed_out_again_on_the_retry(
+    client: httpx.AsyncClient, ctx: Context, users: Users, backend: str
+) -> None:
+    if backend != "postgres":
+        pytest.skip("PostgreSQL only: SQLite's COMMIT runs in this process, and a failed one keeps nothing")
+    login = await users.signed_in()
+    with Fault(ctx, ONE_STATEMENT, answer_lost=True) as fault:
+        assert_unavailable(await refresh(client, login.refresh, login.session_id))
+    assert fault.fired == 1
+    (rotated,) = await _live_tokens(ctx, login.session_id)
+    assert rotated != hash_token(login.refresh)  # committed, never seen by the client
+    again = await refresh(client, login.refresh, login.session_id)  # within the grace interval
+    assert again.status_code == 200, again.text
+    successor = again.json()["data"]["refresh"]["token"]
+    assert hash_token(successor) == rotated
+    assert (await refresh(client, successor, login.session_id)).status_code == 200
 
 
 async def test_a_database_failing_during_a_login_leaves_no_session(

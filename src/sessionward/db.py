@@ -232,6 +232,16 @@ class Database:
             self._checkpoints.wrote()
 
     @asynccontextmanager
+    async def alone(self) -> AsyncIterator[AsyncConnection]:
+        """PostgreSQL: a connection outside any transaction, for a statement that is a transaction of its own
+        (``Prepared.first(alone=True)``): no BEGIN and COMMIT round trips."""
+        try:
+            async with self._lender.connection() as conn:
+                yield conn
+        except _FAULTS as exc:
+            _reraise_fault(exc)
+
+    @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Transaction]:
         """``write()`` plus callbacks run after a successful commit."""
         async with self.write() as conn:

@@ -33,9 +33,10 @@ class Prepared:
         self._record = namedtuple("Record", [column.key for column in returns])  # type: ignore[misc]
         self._compiled: dict[str, tuple[str, list[str], list[Any], list[Any]]] = {}  # by dialect name
 
-    async def first(self, conn: AsyncConnection, params: Mapping[str, Any]) -> Any:
-        """The first row (attributes by column name), or ``None``."""
-        rows = await self._execute(conn, params)
+    async def first(self, conn: AsyncConnection, params: Mapping[str, Any], *, alone: bool = False) -> Any:
+        """The first row (attributes by column name), or ``None``. ``alone`` (PostgreSQL, a connection outside any
+        transaction): the statement is a transaction of its own, with no BEGIN and COMMIT round trips."""
+        rows = await self._execute(conn, params, alone=alone)
         if not rows:
             return None
         converters = self._compile(conn.dialect)[3]
@@ -44,14 +45,14 @@ class Prepared:
     async def run(self, conn: AsyncConnection, params: Mapping[str, Any]) -> None:
         await self._execute(conn, params)
 
-    async def _execute(self, conn: AsyncConnection, params: Mapping[str, Any]) -> Sequence[Any]:
+    async def _execute(self, conn: AsyncConnection, params: Mapping[str, Any], *, alone: bool = False) -> Sequence[Any]:
         sql, names, binds, _ = self._compile(conn.dialect)
         values = [bind(params[name]) if bind else params[name] for name, bind in zip(names, binds, strict=True)]
         adapted = (await pooled(conn)).dbapi_connection
         if conn.dialect.name == "sqlite":
             return _on_sqlite(adapted.driver_connection._conn, sql, values)
         try:
-            return await _on_asyncpg(adapted, sql, values)
+            return await _on_asyncpg(adapted, sql, values, begin=not alone)
         except DBAPIError as exc:
             if conn.dialect.is_disconnect(cast(Any, exc.orig), adapted, None):  # as SQLAlchemy: never pooled again
                 exc.connection_invalidated = True
@@ -85,14 +86,18 @@ def _on_sqlite(raw: sqlite3.Connection, sql: str, values: list[Any]) -> list[Any
         raise DBAPIError.instance(sql, values, exc, sqlite3.Error) from exc
 
 
-async def _on_asyncpg(adapted: Any, sql: str, values: list[Any]) -> Sequence[Any]:
+async def _on_asyncpg(adapted: Any, sql: str, values: list[Any], *, begin: bool = True) -> Sequence[Any]:
     """On SQLAlchemy's asyncpg adapter, as its cursor does: the transaction begins with the first statement
     (SQLAlchemy's BEGIN is lazy there), asyncpg's statement cache prepares each statement once per connection,
-    and a driver error is translated to the DB-API's."""
+    and a driver error is translated to the DB-API's. Not ``begin``: asyncpg runs the statement as PostgreSQL
+    does outside a transaction, in one of its own."""
     dbapi = adapted.dbapi
     try:
         async with adapted._execute_mutex:
-            if adapted._transaction is None:
+            if not begin:
+                if adapted._transaction is not None:
+                    raise RuntimeError("a statement meant to be alone, in a transaction")
+            elif adapted._transaction is None:
                 await adapted._start_transaction()
             try:
                 return await adapted._connection.fetch(sql, *values)  # type: ignore[no-any-return]

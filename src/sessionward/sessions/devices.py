@@ -98,6 +98,11 @@ def _os_family(name: object) -> object:
     return "Linux" if name in _LINUX else name
 
 
+def os_names(name: str) -> list[str]:
+    """The OS names ``same_device_family`` takes for ``name``'s family."""
+    return sorted(_LINUX) if name in _LINUX else [name]
+
+
 def same_device_family(recorded: dict[str, object], presented: Device) -> bool:
     """A refresh from another browser or OS family than the session's is not the same device."""
     return recorded.get("browser") == presented.browser and _os_family(recorded.get("os")) == _os_family(presented.os)

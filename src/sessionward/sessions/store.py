@@ -24,7 +24,7 @@ _LISTED = (
 )
 
 
-def _active(
+def active(
     now: datetime | BindParameter[datetime], idle_cutoff: datetime | BindParameter[datetime]
 ) -> ColumnElement[bool]:
     return and_(
@@ -71,7 +71,7 @@ _TOUCH_FOR_REFRESH = Prepared(
     update(sessions)
     .where(
         sessions.c.id == bindparam("session_id"),
-        _active(bindparam("now", type_=UTCDateTime), bindparam("idle_cutoff", type_=UTCDateTime)),
+        active(bindparam("now", type_=UTCDateTime), bindparam("idle_cutoff", type_=UTCDateTime)),
     )
     .values(last_activity=bindparam("now"))
     .returning(*_TOUCHED),
@@ -119,7 +119,7 @@ async def state(conn: AsyncConnection, session_id: str) -> Record | None:
 async def list_active(conn: AsyncConnection, *, user_id: int, now: datetime, idle_cutoff: datetime) -> Sequence[Record]:
     stmt = (
         select(*_LISTED)
-        .where(sessions.c.user_id == user_id, _active(now, idle_cutoff))
+        .where(sessions.c.user_id == user_id, active(now, idle_cutoff))
         .order_by(sessions.c.last_activity.desc(), sessions.c.created_at.desc(), sessions.c.id)
     )
     return (await conn.execute(stmt)).all()
@@ -152,7 +152,7 @@ async def over_cap(
     or later (a refresh that committed while the login ran)."""
     stmt = (
         select(sessions.c.id)
-        .where(sessions.c.user_id == user_id, sessions.c.id != keep, _active(now, idle_cutoff))
+        .where(sessions.c.user_id == user_id, sessions.c.id != keep, active(now, idle_cutoff))
         .order_by(sessions.c.last_activity.desc(), sessions.c.created_at.desc(), sessions.c.id.desc())
         .offset(cap - 1)
     )

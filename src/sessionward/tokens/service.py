@@ -117,6 +117,46 @@ async def refresh(ctx: Context, *, presented: str, session_id: str, device: Devi
     if ctx.settings.refresh_token_rotation:
         token = new_refresh_token()
         successor = _Successor(token, hash_token(token), seal(presented, token))
+    granted = None
+    if successor is not None and not ctx.db.is_sqlite:
+        granted = await _rotate_in_one(ctx, presented, successor, session_id=session_id, device=device, now=now)
+    if granted is None:
+        granted = await _refresh_in_transaction(
+            ctx, presented=presented, successor=successor, session_id=session_id, device=device, now=now
+        )
+    access = ctx.access.issue(user_id=granted.user_id, session_id=session_id, now=now)
+    return TokenPair(access, granted.refresh, granted.refresh_expires_in)
+
+
+async def _rotate_in_one(
+    ctx: Context, presented: str, successor: _Successor, *, session_id: str, device: Device, now: datetime
+) -> _Granted | None:
+    """PostgreSQL: a refresh that wins, in one statement (``store.refresh_in_one``); ``None``: take the whole
+    way."""
+    settings = ctx.settings
+    async with ctx.db.alone() as conn:
+        won = await store.refresh_in_one(
+            conn,
+            token_hash=hash_token(presented),
+            session_id=session_id,
+            now=now,
+            idle_cutoff=now - settings.session_idle_timeout,
+            device=device,
+            same_device=settings.device_fingerprinting,
+            same_ip=settings.session_ip_validation is not IpValidation.OFF,
+            sealed=successor.sealed,
+            child_hash=successor.token_hash,
+            expires_at=now + settings.refresh_token_expires_in,
+        )
+    if won is None:
+        return None
+    ctx.cache.touch(session_id, now)
+    return _Granted(won.user_id, successor.token, _seconds(won.expires_at, now))
+
+
+async def _refresh_in_transaction(
+    ctx: Context, *, presented: str, successor: _Successor | None, session_id: str, device: Device, now: datetime
+) -> _Granted:
     try:
         async with ctx.db.transaction() as tx:
             outcome = await _refresh(
@@ -137,8 +177,7 @@ async def refresh(ctx: Context, *, presented: str, session_id: str, device: Devi
         raise invalid_token() from None
     if isinstance(outcome, _Reused):
         raise invalid_token()
-    access = ctx.access.issue(user_id=outcome.user_id, session_id=session_id, now=now)
-    return TokenPair(access, outcome.refresh, outcome.refresh_expires_in)
+    return outcome
 
 
 async def _refresh(

@@ -5,13 +5,31 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import Integer, String, bindparam, insert, literal_column, select, update
+from sqlalchemy import (
+    ARRAY,
+    Boolean,
+    Integer,
+    String,
+    and_,
+    any_,
+    bindparam,
+    exists,
+    func,
+    insert,
+    literal_column,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.orm import aliased
 
 from sessionward.db import Record, UTCDateTime
 from sessionward.prepared import Prepared
+from sessionward.sessions.devices import Device, os_names
+from sessionward.sessions.store import active
+from sessionward.sessions.tables import sessions
 from sessionward.tokens.tables import refresh_tokens, token_blacklist
 
 _child = aliased(refresh_tokens, name="child")
@@ -54,6 +72,55 @@ _ROTATE_AND_INSERT = Prepared(
     )
     .returning(*_SUCCEEDED),
     _SUCCEEDED,
+)
+
+# PostgreSQL: a refresh that wins, whole, as one statement in a transaction of its own (one round trip, not four
+# with BEGIN and COMMIT). The session is touched only if it is active, the presented token is live in it, and its
+# device family and address are the presented ones where those are checked; the token is retired for its successor
+# only if the session was touched. Any other refresh (a lost race, a grace retry, reuse, another device or address)
+# returns no row and goes the whole way, in a transaction; a lost race, after this touched the session, ends there
+# in a grace answer or reuse, both of which commit the touch as well.
+_same_device = and_(
+    sessions.c.device_info[literal_column("'browser'")].as_string() == bindparam("browser", type_=String),
+    sessions.c.device_info[literal_column("'os'")].as_string() == any_(bindparam("oses", type_=ARRAY(String))),
+)
+_touched = (
+    update(sessions)
+    .where(
+        sessions.c.id == bindparam("sid"),
+        active(bindparam("now", type_=UTCDateTime), bindparam("idle_cutoff", type_=UTCDateTime)),
+        or_(bindparam("any_device", type_=Boolean), _same_device),
+        or_(bindparam("any_ip", type_=Boolean), sessions.c.ip_address.is_not_distinct_from(bindparam("ip"))),
+        exists().where(*_LIVE),
+    )
+    .values(last_activity=bindparam("now"))
+    .returning(sessions.c.user_id, sessions.c.expires_at)
+    .cte("touched")
+)
+_retired = (
+    update(refresh_tokens)
+    .where(*_LIVE, refresh_tokens.c.user_id == _touched.c.user_id)
+    .values(rotated_at=bindparam("now"), successor_sealed=bindparam("sealed"))
+    .returning(*_ROTATED)
+    .cte("retired")
+)
+_GRANTED = (refresh_tokens.c.user_id, refresh_tokens.c.expires_at)
+_REFRESH_IN_ONE = Prepared(
+    insert(refresh_tokens)
+    .from_select(
+        _INSERTED,
+        select(
+            bindparam("sid", type_=String),
+            _touched.c.user_id,
+            bindparam("child_hash", type_=String),
+            _retired.c.id,
+            _retired.c.generation + literal_column("1", Integer),
+            bindparam("now", type_=UTCDateTime),
+            func.least(bindparam("expires_at", type_=UTCDateTime), _touched.c.expires_at),
+        ).select_from(_retired.join(_touched, literal_column("true"))),
+    )
+    .returning(*_GRANTED),
+    _GRANTED,
 )
 
 
@@ -111,6 +178,40 @@ async def rotate(
         expires_at=expires_at,
     )
     return True
+
+
+async def refresh_in_one(
+    conn: AsyncConnection,
+    *,
+    token_hash: str,
+    session_id: str,
+    now: datetime,
+    idle_cutoff: datetime,
+    device: Device,
+    same_device: bool,
+    same_ip: bool,
+    sealed: bytes,
+    child_hash: str,
+    expires_at: datetime,
+) -> Record | None:
+    """PostgreSQL: touch, retire and succeed in one statement (see ``_REFRESH_IN_ONE``); the successor's owner and
+    expiry, or ``None`` (nothing changed, or only the session touched ahead of a lost race). ``same_device``,
+    ``same_ip``: the presented device's family, its address, must be the session's."""
+    params = {
+        "hash": token_hash,
+        "sid": session_id,
+        "now": now,
+        "idle_cutoff": idle_cutoff,
+        "any_device": not same_device,
+        "browser": device.browser,
+        "oses": os_names(device.os),
+        "any_ip": not same_ip,
+        "ip": device.ip,
+        "sealed": sealed,
+        "child_hash": child_hash,
+        "expires_at": expires_at,
+    }
+    return await _REFRESH_IN_ONE.first(conn, params, alone=True)
 
 
 async def live(conn: AsyncConnection, *, token_hash: str, session_id: str, now: datetime) -> Record | None:
