@@ -69,19 +69,25 @@ def compare_table(results: dict[str, Any]) -> list[str]:
 
 
 def hello_table(results: dict[str, Any]) -> list[str]:
-    hello = results["hello"]["protected-only"]
     lines = [
         "| server | DB | GET /api/v1/auth/me per s | p50 / p99 ms | server CPU ms/request | % of hello | "
         "foreign CPU % per run | load generator CPU % | non-2xx / errors |",
         "|---|---|---|---|---|---|---|---|---|",
-        hello_row("hello.py (same stack, no work)", "-", hello, 1.0),
     ]
-    for db in (db for db in DBS if db in results):
-        runs = results[db]["sessionward"]["protected-only"]
-        lines.append(
-            hello_row("sessionward", DBS[db], runs, ratio(med(runs, "protected_per_s"), med(hello, "protected_per_s")))
-        )
+    for db, ours, hello in hello_pairs(results):
+        lines.append(hello_row("hello.py (same stack, no work), in turn with the row below", "-", hello, 1.0))
+        share = ratio(med(ours, "protected_per_s"), med(hello, "protected_per_s"))
+        lines.append(hello_row("sessionward", DBS[db], ours, share))
     return lines
+
+
+def hello_pairs(results: dict[str, Any]) -> list[tuple[str, Runs, Runs]]:
+    """Per DB: sessionward's protected-only runs and the hello.py runs made in turn with them."""
+    return [
+        (db, results[db]["sessionward"]["protected-only"], results[db]["sessionward"]["hello"]["protected-only"])
+        for db in DBS
+        if db in results and "hello" in results[db]["sessionward"]
+    ]
 
 
 def hello_row(server: str, db: str, runs: Runs, share: float | None) -> str:
@@ -145,8 +151,8 @@ def servers(results: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
     for db in (db for db in DBS if db in results):
         found.append((f"peer, {DBS[db]} (gunicorn)", results[db]["peer"]))
         found.append((f"sessionward, {DBS[db]}", results[db]["sessionward"]))
-    if "hello" in results:
-        found.append(("hello.py", results["hello"]))
+        if "hello" in results[db]["sessionward"]:
+            found.append((f"hello.py, beside sessionward on {DBS[db]}", results[db]["sessionward"]["hello"]))
     for step in ("baseline", "large") if "scale" in results else ():
         found.append((f"sessionward, PostgreSQL, scale {step}", results["scale"][step]))
     return found
@@ -185,9 +191,9 @@ def target_values(results: dict[str, Any]) -> list[Target]:
         ("login storm: refresh p99 ÷ quiet ≤ 2", versus(ours, "storm", "refresh_p99_ms", ours, "refresh-only"),
          False, 2),
     ]  # fmt: skip
-    if "hello" in results:
-        hello = med(results["hello"]["protected-only"], "protected_per_s")
-        shares = {db: ratio(med(ours[db]["protected-only"], "protected_per_s"), hello) for db in dbs}
+    pairs = hello_pairs(results)
+    if pairs:
+        shares = {db: ratio(med(mine, "protected_per_s"), med(hello, "protected_per_s")) for db, mine, hello in pairs}
         rows.append(("protected/s ÷ hello-JSON ≥ 0.70", shares, True, 0.70))
     rss = {db: max(ours[db]["rss_mb"], default=None) for db in dbs}
     if "scale" in results:
@@ -255,7 +261,7 @@ def markdown(summary: dict[str, Any]) -> str:
         lines += ["", "## Refresh-only and mixed load: peer vs sessionward", "", *compare_table(results)]
         lines += ["", "## Login storm (sessionward): 10 logins in flight while 16 clients refresh", ""]
         lines += [*storm_table(results)]
-    if "hello" in results:
+    if hello_pairs(results):
         lines += ["", "## Protected requests vs a hello-JSON endpoint on the same stack", ""]
         lines += [*hello_table(results)]
     if "scale" in results:

@@ -6,8 +6,10 @@ pinned to CPU 0 with PostgreSQL; the load generator runs on CPU 1. Scenarios, ea
   compare  refresh-only (16 clients) and mixed (10 protected GETs per refresh): peer, then sessionward;
            sessionward's refresh-only run is repeated while bench/login_storm.py keeps 10 logins in flight,
            and its protected-only rate (GET /me, almost no refreshes) is taken for the hello comparison
-  hello    bench/hello.py, the same stack with no work behind the endpoints, driven the same way
-  scale    PostgreSQL: refresh-only on 10 k refresh-token rows, then on 1 M sessions / 5 M refresh tokens
+  hello    bench/hello.py, the same stack with no work behind the endpoints, driven the same way: a run of it
+           after each of sessionward's protected-only runs (with compare)
+  scale    PostgreSQL: refresh-only on 10 k refresh-token rows and on 1 M sessions / 5 M refresh tokens, a run of
+           each in turn
 
     python3 bench/run.py                              # what `make bench` runs
     python3 bench/run.py --runs 3 --duration 20       # the full run
@@ -107,12 +109,18 @@ def sessionward_url(bench: Bench, db: str, database: str = "sessionward_bench") 
     return bench.pg.recreate(database, "sessionward")
 
 
-def start_sessionward(bench: Bench, name: str, database_url: str) -> Server:
-    command = [str(SESSIONWARD), "serve", "--workers", "2", "--port", str(bench.port(1))]
+def start_sessionward(bench: Bench, name: str, database_url: str, offset: int = 1) -> Server:
+    command = [str(SESSIONWARD), "serve", "--workers", "2", "--port", str(bench.port(offset))]
     env = sessionward_env(bench, database_url)
     settings = " ".join(f"{k}={v}" for k, v in env.items() if k.endswith(("_LIMIT", "ENV", "SCHEDULE")))
     bench.show(f"sessionward, with DATABASE_URL, DATA_DIR, JWT_SECRET and {settings}", ["taskset", "-c", "0", *command])
-    return start_server(name, command, bench.port(1), env, bench.work, bench.out)
+    return start_server(name, command, bench.port(offset), env, bench.work, bench.out)
+
+
+def start_hello(bench: Bench) -> Server:
+    command = [str(PROJECT_PYTHON), str(BENCH / "hello.py"), "--workers", "2", "--port", str(bench.port(2))]
+    bench.show("hello", ["taskset", "-c", "0", *command])
+    return start_server("hello", command, bench.port(2), harness.clean_env(), bench.work, bench.out)
 
 
 def roots(bench: Bench, server: Server, db: str) -> list[int]:
@@ -211,50 +219,66 @@ def compare_sessionward(bench: Bench, db: str) -> dict[str, Any]:
         mixed = Load(server, "sessionward.json", "mixed", roots=quiet.roots)
         into["mixed"] = measure_runs(bench, mixed, f"{db}-sessionward-mixed")
         protected = Load(server, "sessionward.json", "mixed", PROTECTED_ONLY_EVERY, roots=quiet.roots)
-        into["protected-only"] = measure_runs(bench, protected, f"{db}-sessionward-protected-only")
+        if "hello" in bench.args.scenarios:
+            into["protected-only"], into["hello"] = protected_and_hello(bench, db, protected)
+        else:
+            into["protected-only"] = measure_runs(bench, protected, f"{db}-sessionward-protected-only")
     finally:
         finish(server, into)
     return into
 
 
-def hello(bench: Bench) -> dict[str, Any]:
-    command = [str(PROJECT_PYTHON), str(BENCH / "hello.py"), "--workers", "2", "--port", str(bench.port(2))]
-    bench.show("hello", ["taskset", "-c", "0", *command])
-    server = start_server("hello", command, bench.port(2), harness.clean_env(), bench.work, bench.out)
-    into: dict[str, Any] = {}
+def protected_and_hello(bench: Bench, db: str, protected: Load) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """sessionward's protected-only runs, each followed by one of hello.py (started beside it, idle meanwhile):
+    the pair sees the same host."""
+    server = start_hello(bench)
+    ours: list[dict[str, Any]] = []
+    into: dict[str, Any] = {"protected-only": []}
     try:
-        load = Load(server, "sessionward.json", "mixed", PROTECTED_ONLY_EVERY, roots=[server.pid])
-        into["protected-only"] = measure_runs(bench, load, "hello-protected-only")
+        hello = Load(server, "sessionward.json", "mixed", PROTECTED_ONLY_EVERY, roots=[server.pid])
+        for run in range(bench.args.runs):
+            ours.append(measure_once(bench, protected, f"{db}-sessionward-protected-only", run))
+            into["protected-only"].append(measure_once(bench, hello, f"{db}-hello-protected-only", run))
     finally:
         finish(server, into)
-    return into
+    return ours, into
 
 
-def scale_step(bench: Bench, sessions: int, tokens: int) -> dict[str, Any]:
-    url = sessionward_url(bench, "postgres", "sessionward_scale")
+def scale_fill(bench: Bench, database: str, sessions: int, tokens: int) -> tuple[str, dict[str, Any]]:
+    url = sessionward_url(bench, "postgres", database)
     harness.run([str(SESSIONWARD), "migrate"], env=sessionward_env(bench, url), cwd=bench.work)
     log(f"filling {sessions:,} sessions and {tokens:,} refresh tokens")
     started = time.perf_counter()
-    bench.pg.psql(scale.fill_sql(sessions, tokens), "sessionward_scale", timeout=bench.args.fill_timeout)
+    bench.pg.psql(scale.fill_sql(sessions, tokens), database, timeout=bench.args.fill_timeout)
     into: dict[str, Any] = {"sessions": sessions, "tokens": tokens, "fill_s": time.perf_counter() - started}
     log(f"filled in {into['fill_s']:.1f} s")
-    server = start_sessionward(bench, f"sessionward-scale-{tokens}", url)
-    try:
-        load = Load(server, "sessionward.json", "refresh-only", roots=roots(bench, server, "postgres"))
-        into["refresh-only"] = measure_runs(bench, load, f"scale-{tokens}-refresh-only")
-    finally:
-        finish(server, into)
-    return into
+    return url, into
 
 
 def scale_scenario(bench: Bench) -> dict[str, Any]:
+    """Refresh-only on the small and on the large database, a run of each in turn (one server on each, the other
+    idle meanwhile): the pair sees the same host."""
+    steps = {"baseline": SCALE_BASELINE, "large": (bench.args.sessions, bench.args.tokens)}
+    into: dict[str, Any] = {}
+    servers: dict[str, Server] = {}
     try:
-        return {
-            "baseline": scale_step(bench, *SCALE_BASELINE),
-            "large": scale_step(bench, bench.args.sessions, bench.args.tokens),
+        for offset, (step, (sessions, tokens)) in zip((1, 3), steps.items(), strict=True):
+            url, into[step] = scale_fill(bench, f"sessionward_scale_{step}", sessions, tokens)
+            servers[step] = start_sessionward(bench, f"sessionward-scale-{step}", url, offset)
+        loads = {
+            step: Load(server, "sessionward.json", "refresh-only", roots=roots(bench, server, "postgres"))
+            for step, server in servers.items()
         }
+        for run in range(bench.args.runs):
+            for step, load in loads.items():
+                runs = into[step].setdefault("refresh-only", [])
+                runs.append(measure_once(bench, load, f"scale-{step}-refresh-only", run))
     finally:
-        bench.pg.drop("sessionward_scale")
+        for step, server in servers.items():
+            finish(server, into[step])
+        for step in steps:
+            bench.pg.drop(f"sessionward_scale_{step}")
+    return into
 
 
 # --- the run -------------------------------------------------------------------------------------------------
@@ -306,7 +330,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--quiet-wait", type=float, default=5, help="max s to wait for a quiet host before a run")
     parser.add_argument("--noisy", type=float, default=25, help="foreign CPU (%% of a core) that makes a run noisy")
     parser.add_argument("--retries", type=int, default=0, help="repeats of a noisy run")
-    parser.add_argument("--port-base", type=int, default=18180, help="peer, sessionward, hello on this port + 0/1/2")
+    parser.add_argument("--port-base", type=int, default=18180, help="peer, sessionward, hello: + 0/1/2 (scale: + 1/3)")
     parser.add_argument("--pg", default="15/bench:5433", help="the dedicated cluster, version/name:port")
     parser.add_argument("--out-dir", type=Path, default=Path("/tmp/sessionward-bench"))
     parser.add_argument("--results", type=Path, default=BENCH / "RESULTS.md")
@@ -340,8 +364,6 @@ def run_scenarios(bench: Bench) -> None:
         bench.results[db] = {"peer": compare_peer(bench, db), "sessionward": compare_sessionward(bench, db)}
         shutil.rmtree(bench.work, ignore_errors=True)
         bench.work.mkdir()
-    if "hello" in args.scenarios:
-        bench.results["hello"] = hello(bench)
     if "scale" in args.scenarios:
         bench.results["scale"] = scale_scenario(bench)
 
