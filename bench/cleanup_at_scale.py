@@ -5,7 +5,7 @@ on a quiet service and once while `sessionward cleanup` deletes the rows, and th
 Writes bench/RESULTS-cleanup.md. Needs PostgreSQL at BENCH_POSTGRES_URL (default the local one, trust
 auth) and the load generator's venv (/tmp/loadgen-venv, see bench/README.md):
 
-    python3 bench/cleanup_at_scale.py --rows 1000000 --duration 20
+    .venv/bin/python bench/cleanup_at_scale.py --rows 1000000 --duration 20   # it needs asyncpg
 """
 
 from __future__ import annotations
@@ -162,7 +162,7 @@ def report(
     lines = [
         "# Cleanup at scale (PostgreSQL)",
         "",
-        f"Run {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on this 2-core machine: `python3 bench/cleanup_at_scale.py "
+        f"Run {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on this 2-core machine: `.venv/bin/python bench/cleanup_at_scale.py "
         f"--rows {args.rows} --duration {args.duration:g}`. One `sessionward serve` process pinned to CPU 0, the "
         "shared load generator (refresh-only, 16 clients, 16 users) pinned to CPU 1; PostgreSQL and the cleanup "
         "unpinned.",
