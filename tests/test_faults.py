@@ -245,11 +245,10 @@ async def _live_tokens(ctx: Context, session_id: str) -> list[str]:
         return list((await conn.execute(query)).scalars())
 
 
-# On PostgreSQL a refresh that wins is one statement (WITH touched ...), which fails whole; the whole way (a
-# refresh that does not win at once) retires the presented token and stores its successor in one (WITH rotated ...).
+# On PostgreSQL a refresh that wins is one statement (WITH touched ...), which fails whole.
 ONE_STATEMENT = "WITH TOUCHED"
-ROTATION = ("UPDATE REFRESH_TOKENS", "WITH ROTATED")
-SUCCESSOR = ("INSERT INTO REFRESH_TOKENS", "WITH ROTATED", ONE_STATEMENT)
+ROTATION = "UPDATE REFRESH_TOKENS"
+SUCCESSOR = ("INSERT INTO REFRESH_TOKENS", ONE_STATEMENT)
 REFRESH_FAULTS: dict[str, dict[str, str | tuple[str, ...]]] = {
     "sqlite": {
         "touching the session": "UPDATE SESSIONS",

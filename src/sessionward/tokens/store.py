@@ -53,26 +53,6 @@ _RETIRE = (
 )
 _ROTATE = Prepared(_RETIRE, _ROTATED)
 _KEPT = select(refresh_tokens.c.expires_at).where(*_LIVE)
-# PostgreSQL: the two as one statement (a data-modifying WITH), one round trip fewer. SQLite has no such WITH.
-_rotated = _RETIRE.cte("rotated")
-_SUCCEEDED = (refresh_tokens.c.parent_id,)
-_ROTATE_AND_INSERT = Prepared(
-    insert(refresh_tokens)
-    .from_select(
-        _INSERTED,
-        select(
-            bindparam("sid", type_=String),
-            bindparam("user_id", type_=Integer),
-            bindparam("child_hash", type_=String),
-            _rotated.c.id,
-            _rotated.c.generation + literal_column("1", Integer),
-            bindparam("now", type_=UTCDateTime),
-            bindparam("expires_at", type_=UTCDateTime),
-        ),
-    )
-    .returning(*_SUCCEEDED),
-    _SUCCEEDED,
-)
 
 # PostgreSQL: a refresh that wins, whole, as one statement in a transaction of its own (one round trip, not four
 # with BEGIN and COMMIT). The session is touched only if it is active, the presented token is live in it, and its
@@ -97,13 +77,7 @@ _touched = (
     .returning(sessions.c.user_id, sessions.c.expires_at)
     .cte("touched")
 )
-_retired = (
-    update(refresh_tokens)
-    .where(*_LIVE, refresh_tokens.c.user_id == _touched.c.user_id)
-    .values(rotated_at=bindparam("now"), successor_sealed=bindparam("sealed"))
-    .returning(*_ROTATED)
-    .cte("retired")
-)
+_retired = _RETIRE.where(refresh_tokens.c.user_id == _touched.c.user_id).cte("retired")
 _GRANTED = (refresh_tokens.c.user_id, refresh_tokens.c.expires_at)
 _REFRESH_IN_ONE = Prepared(
     insert(refresh_tokens)
@@ -161,9 +135,6 @@ async def rotate(
     """Retire the live token for its successor (stored, and sealed in the parent); ``False`` if it was not live
     (one winner)."""
     params = {"hash": token_hash, "sid": session_id, "now": now, "sealed": sealed}
-    if conn.dialect.name == "postgresql":
-        row = {"user_id": user_id, "child_hash": child_hash, "expires_at": expires_at}
-        return await _ROTATE_AND_INSERT.first(conn, params | row) is not None
     won = await _ROTATE.first(conn, params)
     if won is None:
         return False
