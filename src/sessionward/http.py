@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Coroutine
-from typing import Any, cast
+from typing import Any, ClassVar, cast
 
 import orjson
 from fastapi.routing import APIRoute
-from starlette.requests import Request
+from pydantic import BaseModel, ValidationError
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
 from sessionward.errors import AppError, ErrorCode
@@ -58,3 +59,29 @@ class DirectRoute(APIRoute):
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         return cast(Callable[[Request], Coroutine[Any, Any, Response]], self.endpoint)
+
+
+class JSONBodyRoute(APIRoute):
+    """An operation whose endpoint takes ``(body, request)``: a JSON body that ``model`` accepts is validated here
+    and the endpoint called as it is.
+
+    Anything else (another content type, malformed JSON, a field refused, a body that could not be read) goes to
+    FastAPI's own handler, which reads the body the request kept and answers as for any other route. FastAPI's
+    handler (the body parsed by ``json``, the parameters solved) cost the refresh about 55 µs of 410 in-process."""
+
+    model: ClassVar[type[BaseModel]]
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        standard, endpoint, model = super().get_route_handler(), self.endpoint, self.model
+
+        async def handle(request: Request) -> Response:
+            content_type = request.headers.get("content-type", "")
+            if content_type.partition(";")[0].strip().lower() != "application/json":
+                return await standard(request)
+            try:
+                body = model.model_validate_json(await request.body())
+            except (ValidationError, ClientDisconnect):
+                return await standard(request)
+            return cast(Response, await endpoint(body, request))
+
+        return handle

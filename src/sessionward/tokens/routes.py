@@ -7,7 +7,7 @@ from fastapi import APIRouter, Request
 from sessionward import deps
 from sessionward.deps import ClientDevice, Ctx
 from sessionward.errors import AppError, invalid_token, validation
-from sessionward.http import JSON, failure, ok
+from sessionward.http import JSON, JSONBodyRoute, failure, ok
 from sessionward.schemas import Message, Success, errors
 from sessionward.sessions.models import TokensOut
 from sessionward.tokens import service
@@ -73,17 +73,26 @@ router.add_api_route(
 )
 
 
-@router.post(
-    "/api/v1/auth/refresh",
-    response_model=Success[TokensOut],
-    responses=errors(401, 403),
-    openapi_extra=cookies.OPENAPI_OPTIONAL_BODY,
-)
+class _RefreshRoute(JSONBodyRoute):
+    model = RefreshRequest
+
+
 async def refresh(body: RefreshRequest, request: Request) -> JSON:
     # A hot path: the context and the device are read here, not solved as FastAPI dependencies.
     ctx, device = await deps.context(request), await deps.device(request)
     pair = await service.refresh(ctx, presented=body.refresh_token, session_id=body.session_id, device=device)
     return ok(pair.body())
+
+
+router.add_api_route(
+    "/api/v1/auth/refresh",
+    refresh,
+    methods=["POST"],
+    response_model=Success[TokensOut],
+    responses=errors(401, 403),
+    openapi_extra=cookies.OPENAPI_OPTIONAL_BODY,
+    route_class_override=_RefreshRoute,
+)
 
 
 @router.post("/api/v1/auth/revoke", response_model=Message, responses=errors(), openapi_extra={"requestBody": _FORM})
