@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import sqlite3
 import threading
 import time
@@ -173,3 +174,88 @@ async def test_a_wal_past_its_limit_restarts_though_readers_keep_a_passive_check
     checkpoints.close()
     await database.dispose()
     assert max(sizes) < 300_000, sizes  # two writes at most (a write is 25 pages, 100 KiB); not twelve
+
+
+async def two_writers(path: Path, timeout_seconds: float) -> tuple[Database, Database]:
+    first = Database(f"sqlite:///{path}", timeout_seconds=2.0)
+    second = Database(f"sqlite:///{path}", timeout_seconds=timeout_seconds)
+    async with first.write() as conn:
+        await conn.exec_driver_sql("CREATE TABLE t (x BLOB)")
+    return first, second
+
+
+def turn_is_taken(path: Path) -> bool:
+    with open(f"{path}-turns", "rb") as lock_file:
+        try:
+            fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(lock_file, fcntl.LOCK_UN)
+        return False
+
+
+async def holding(db: Database, release: asyncio.Event) -> asyncio.Task[None]:
+    """A transaction of ``db`` (as of another worker) that stays open until ``release``."""
+    inside = asyncio.Event()
+
+    async def hold() -> None:
+        async with db.write() as conn:
+            await conn.exec_driver_sql("INSERT INTO t VALUES (x'01')")
+            inside.set()
+            await release.wait()
+
+    task = asyncio.create_task(hold())
+    await inside.wait()
+    return task
+
+
+async def test_writers_of_one_file_take_turns_and_the_one_waiting_keeps_serving(tmp_path: Path) -> None:
+    first, second = await two_writers(tmp_path / "t.db", timeout_seconds=2.0)
+    release = asyncio.Event()
+    holder = await holding(first, release)
+    assert turn_is_taken(tmp_path / "t.db")
+    waiter = asyncio.create_task(insert(second))
+    for _ in range(20):  # the event loop goes on (the wait is in a thread): were it held, nothing would end
+        await asyncio.sleep(0.005)
+    assert not waiter.done()
+    release.set()
+    await asyncio.wait_for(asyncio.gather(holder, waiter), 5)
+    assert not turn_is_taken(tmp_path / "t.db")
+    await first.dispose()
+    await second.dispose()
+
+
+async def test_a_turn_waited_for_past_the_timeout_is_unavailable_and_the_next_write_takes_it_up(
+    tmp_path: Path,
+) -> None:
+    first, second = await two_writers(tmp_path / "t.db", timeout_seconds=0.1)
+    release = asyncio.Event()
+    holder = await holding(first, release)
+    with pytest.raises(AppError) as refused:
+        await insert(second)
+    assert refused.value.status == 503
+    release.set()
+    await holder
+    for db in (second, first, second):
+        await asyncio.wait_for(insert(db), 5)
+    async with first.read() as conn:
+        assert (await conn.exec_driver_sql("SELECT count(*) FROM t")).scalar() == 4
+    assert not turn_is_taken(tmp_path / "t.db")
+    await first.dispose()
+    await second.dispose()
+
+
+async def test_a_transaction_that_fails_gives_its_turn_back(tmp_path: Path) -> None:
+    first, second = await two_writers(tmp_path / "t.db", timeout_seconds=0.5)
+
+    async def failing() -> None:
+        async with first.write() as conn:
+            await conn.exec_driver_sql("INSERT INTO t VALUES (x'01')")
+            raise ZeroDivisionError
+
+    with pytest.raises(ZeroDivisionError):
+        await failing()
+    assert not turn_is_taken(tmp_path / "t.db")
+    await insert(second)
+    await first.dispose()
+    await second.dispose()

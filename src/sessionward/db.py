@@ -171,6 +171,7 @@ class Database:
         self.url = async_url(url)
         self.is_sqlite = self.url.startswith("sqlite")
         self._checkpoints: sqlite.Checkpoints | None = None
+        self._turns: sqlite.Turns | None = None
         if self.is_sqlite:
             self._prepare_sqlite_file()
             # One writer connection per process: SQLite has one writer anyway, and queuing here is
@@ -188,6 +189,7 @@ class Database:
             busy_ms = int(timeout_seconds * 1000)
             event.listen(self.reader.sync_engine, "connect", sqlite.pragmas(busy_ms=busy_ms, writer=False))
             self._checkpoints = sqlite.Checkpoints(path)
+            self._turns = sqlite.Turns(path) if path != ":memory:" else None
         else:
             # A statement that waits longer than the timeout for a lock fails (and answers 503) rather
             # than holding the request: the same promise as SQLite's busy timeout.
@@ -210,7 +212,7 @@ class Database:
         self._timeout = timeout_seconds
 
     def _transaction(self, conn: AsyncConnection) -> AbstractAsyncContextManager[Any]:
-        return sqlite.transaction(conn, self._timeout) if self.is_sqlite else conn.begin()
+        return sqlite.transaction(conn, self._timeout, self._turns) if self.is_sqlite else conn.begin()
 
     def _prepare_sqlite_file(self) -> None:
         database = make_url(self.url).database
@@ -271,6 +273,8 @@ class Database:
         await self._lender.close()
         if self._checkpoints is not None:
             self._checkpoints.close()
+        if self._turns is not None:
+            self._turns.close()
         await self.writer.dispose()
         if self.reader is not self.writer:
             await self.reader.dispose()
