@@ -248,7 +248,7 @@ async def _live_tokens(ctx: Context, session_id: str) -> list[str]:
 
 # On PostgreSQL a refresh that wins is one statement (WITH touched ...), which fails whole; one from another
 # address (recorded, then rotated) goes the whole way, as every refresh does on SQLite.
-ONE_STATEMENT = "WITH TOUCHED"
+ONE_STATEMENT = "WITH PRESENTED"
 SUCCESSOR = ("INSERT INTO REFRESH_TOKENS", ONE_STATEMENT)
 WHOLE_WAY: dict[str, str | tuple[str, ...]] = {
     "touching the session": "UPDATE SESSIONS SET LAST_ACTIVITY",

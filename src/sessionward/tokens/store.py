@@ -60,6 +60,23 @@ _KEPT = select(refresh_tokens.c.expires_at).where(*_LIVE)
 # only if the session was touched. Any other refresh (a lost race, a grace retry, reuse, another device or address)
 # returns no row and goes the whole way, in a transaction; a lost race, after this touched the session, ends there
 # in a grace answer or reuse, both of which commit the touch as well.
+#
+# The presented token is found by its hash alone (``presented``, materialized: no condition of the statement's is
+# pushed into it), so its unique index is the only one the scan can take. With the session's id beside the hash,
+# PostgreSQL took the session_id index whenever refresh_tokens had no statistics yet (a new database, until its
+# first autoanalyze) and read the session's whole chain of tokens on every refresh.
+_presented = (
+    select(
+        refresh_tokens.c.id,
+        refresh_tokens.c.session_id,
+        refresh_tokens.c.rotated_at,
+        refresh_tokens.c.revoked_at,
+        refresh_tokens.c.expires_at,
+    )
+    .where(refresh_tokens.c.token_hash == bindparam("hash"))
+    .cte("presented")
+    .prefix_with("MATERIALIZED")
+)
 _same_device = and_(
     sessions.c.device_info[literal_column("'browser'")].as_string() == bindparam("browser", type_=String),
     sessions.c.device_info[literal_column("'os'")].as_string() == any_(bindparam("oses", type_=ARRAY(String))),
@@ -71,13 +88,34 @@ _touched = (
         active(bindparam("now", type_=UTCDateTime), bindparam("idle_cutoff", type_=UTCDateTime)),
         or_(bindparam("any_device", type_=Boolean), _same_device),
         or_(bindparam("any_ip", type_=Boolean), sessions.c.ip_address.is_not_distinct_from(bindparam("ip"))),
-        exists().where(*_LIVE),
+        exists().where(
+            _presented.c.session_id == bindparam("sid"),
+            _presented.c.rotated_at.is_(None),
+            _presented.c.revoked_at.is_(None),
+            _presented.c.expires_at > bindparam("now"),
+        ),
     )
     .values(last_activity=bindparam("now"))
     .returning(sessions.c.user_id, sessions.c.expires_at)
     .cte("touched")
 )
-_retired = _RETIRE.where(refresh_tokens.c.user_id == _touched.c.user_id).cte("retired")
+# The presented row by its id (the primary key: with no statistics, a join to ``presented`` was a scan of the table),
+# only once the session is touched; what may have changed since the statement's snapshot is checked on the row.
+_retired = (
+    update(refresh_tokens)
+    .where(
+        refresh_tokens.c.id
+        == select(_presented.c.id)
+        .where(_presented.c.session_id == bindparam("sid"), _presented.c.expires_at > bindparam("now"))
+        .scalar_subquery(),
+        refresh_tokens.c.user_id == select(_touched.c.user_id).scalar_subquery(),
+        refresh_tokens.c.rotated_at.is_(None),
+        refresh_tokens.c.revoked_at.is_(None),
+    )
+    .values(rotated_at=bindparam("now"), successor_sealed=bindparam("sealed"))
+    .returning(*_ROTATED)
+    .cte("retired")
+)
 _GRANTED = (refresh_tokens.c.user_id, refresh_tokens.c.expires_at)
 _REFRESH_IN_ONE = Prepared(
     insert(refresh_tokens)
