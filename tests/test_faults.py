@@ -246,7 +246,7 @@ async def _live_tokens(ctx: Context, session_id: str) -> list[str]:
         return list((await conn.execute(query)).scalars())
 
 
-# On PostgreSQL a refresh that wins is one statement (WITH touched ...), which fails whole; one from another
+# On PostgreSQL a refresh that wins is one statement (WITH presented ...), which fails whole; one from another
 # address (recorded, then rotated) goes the whole way, as every refresh does on SQLite.
 ONE_STATEMENT = "WITH PRESENTED"
 SUCCESSOR = ("INSERT INTO REFRESH_TOKENS", ONE_STATEMENT)
