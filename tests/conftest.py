@@ -8,6 +8,7 @@ import os
 import secrets
 import shutil
 from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -85,12 +86,10 @@ def _with_database(admin_url: str, name: str) -> str:
     return admin_url.rsplit("/", 1)[0] + "/" + name
 
 
-@pytest.fixture(scope="session")
-def postgres_url(backend: str) -> Iterator[str]:
-    """A database of this run's own, migrated once, dropped at the end."""
-    if backend != "postgres":
-        pytest.fail("postgres_url needs --backend postgres")
-    name = f"sessionward_test_{os.getpid()}_{secrets.token_hex(4)}"
+@contextmanager
+def new_postgres_database(prefix: str) -> Iterator[str]:
+    """A database of its own, migrated, dropped at the end."""
+    name = f"{prefix}_{os.getpid()}_{secrets.token_hex(4)}"
     asyncio.run(_postgres(POSTGRES_ADMIN_URL, f'CREATE DATABASE "{name}"'))
     url = _with_database(POSTGRES_ADMIN_URL, name)
     try:
@@ -98,6 +97,15 @@ def postgres_url(backend: str) -> Iterator[str]:
         yield url
     finally:
         asyncio.run(_postgres(POSTGRES_ADMIN_URL, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture(scope="session")
+def postgres_url(backend: str) -> Iterator[str]:
+    """A database of this run's own, migrated once, dropped at the end."""
+    if backend != "postgres":
+        pytest.fail("postgres_url needs --backend postgres")
+    with new_postgres_database("sessionward_test") as url:
+        yield url
 
 
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")

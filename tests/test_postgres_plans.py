@@ -3,18 +3,15 @@ its first autoanalyze. Every refresh of that time runs the plan made then."""
 
 from __future__ import annotations
 
-import asyncio
 import json
-import secrets
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
 from sqlalchemy.dialects import postgresql
 
-from sessionward.migrations import upgrade_sync
 from sessionward.tokens import store
-from tests.conftest import POSTGRES_ADMIN_URL, _postgres, _with_database
+from tests.conftest import new_postgres_database
 
 # The presented token is found by its hash (the unique index) and retired by its id (the primary key).
 ALLOWED = {"uq_refresh_tokens_token_hash", "pk_refresh_tokens"}
@@ -37,14 +34,8 @@ def new_database(backend: str) -> Iterator[str]:
     """A database of the test's own, migrated, with autovacuum off for its tables: they keep no statistics."""
     if backend != "postgres":
         pytest.skip("PostgreSQL only: the plan of its one-statement refresh")
-    name = f"sessionward_plan_{secrets.token_hex(4)}"
-    asyncio.run(_postgres(POSTGRES_ADMIN_URL, f'CREATE DATABASE "{name}"'))
-    url = _with_database(POSTGRES_ADMIN_URL, name)
-    try:
-        upgrade_sync(url)
+    with new_postgres_database("sessionward_plan") as url:
         yield url
-    finally:
-        asyncio.run(_postgres(POSTGRES_ADMIN_URL, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 @pytest.fixture
