@@ -45,12 +45,9 @@ _LIVE = (
     refresh_tokens.c.expires_at > bindparam("now"),
 )
 _ROTATED = (refresh_tokens.c.id, refresh_tokens.c.generation)
-_RETIRE = (
-    update(refresh_tokens)
-    .where(*_LIVE)
-    .values(rotated_at=bindparam("now"), successor_sealed=bindparam("sealed"))
-    .returning(*_ROTATED)
-)
+# Retiring a token for its successor, whichever way the token is found.
+_RETIRING = update(refresh_tokens).values(rotated_at=bindparam("now"), successor_sealed=bindparam("sealed"))
+_RETIRE = _RETIRING.where(*_LIVE).returning(*_ROTATED)
 _ROTATE = Prepared(_RETIRE, _ROTATED)
 _KEPT = select(refresh_tokens.c.expires_at).where(*_LIVE)
 
@@ -102,8 +99,7 @@ _touched = (
 # The presented row by its id (the primary key: with no statistics, a join to ``presented`` was a scan of the table),
 # only once the session is touched; what may have changed since the statement's snapshot is checked on the row.
 _retired = (
-    update(refresh_tokens)
-    .where(
+    _RETIRING.where(
         refresh_tokens.c.id
         == select(_presented.c.id)
         .where(_presented.c.session_id == bindparam("sid"), _presented.c.expires_at > bindparam("now"))
@@ -112,7 +108,6 @@ _retired = (
         refresh_tokens.c.rotated_at.is_(None),
         refresh_tokens.c.revoked_at.is_(None),
     )
-    .values(rotated_at=bindparam("now"), successor_sealed=bindparam("sealed"))
     .returning(*_ROTATED)
     .cte("retired")
 )
