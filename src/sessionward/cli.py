@@ -51,7 +51,7 @@ def serve(
     import uvicorn
     from sqlalchemy.exc import SQLAlchemyError
 
-    from sessionward import logs
+    from sessionward import logs, serving
     from sessionward.migrations import upgrade_sync
 
     settings = _settings()
@@ -66,21 +66,22 @@ def serve(
         _fail(_database_error(exc))
     base = f"http://{host}:{port}"
     typer.echo(f"sessionward on {base}  API {base}/api/v1/auth  docs {base}/docs  health {base}/healthz")
-    uvicorn.run(
-        "sessionward.app:factory",
-        factory=True,
-        host=host,
-        port=port,
-        workers=workers,
-        loop="uvloop",
-        http="httptools",
-        access_log=False,
-        log_config=None,
-        server_header=False,
-        proxy_headers=bool(settings.trusted_proxies),
-        forwarded_allow_ips=",".join(settings.trusted_proxies) or None,
-        timeout_graceful_shutdown=5,
-    )
+    with serving.loop_and_protocol(workers) as (loop, http):
+        uvicorn.run(
+            "sessionward.app:factory",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            loop=loop,
+            http=http,
+            access_log=False,
+            log_config=None,
+            server_header=False,
+            proxy_headers=bool(settings.trusted_proxies),
+            forwarded_allow_ips=",".join(settings.trusted_proxies) or None,
+            timeout_graceful_shutdown=5,
+        )
 
 
 @app.command()
