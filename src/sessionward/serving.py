@@ -106,6 +106,7 @@ class _Listener(asyncio.AbstractServer):
         self._open = 0  # accepted and not yet lost
         self._waiting_since: float | None = None
         self._retry: asyncio.TimerHandle | None = None
+        self._connecting: set[asyncio.Task[None]] = set()
         sock.setblocking(False)
         loop.add_reader(sock.fileno(), self._readable)
         _Listener.this_worker = self
@@ -126,7 +127,9 @@ class _Listener(asyncio.AbstractServer):
             self._wait(_BACKOFF_S)
             return
         self._counted(+1)
-        self._loop.create_task(self._connect(connection))
+        task = self._loop.create_task(self._connect(connection))
+        self._connecting.add(task)  # the loop keeps only a weak reference to a task
+        task.add_done_callback(self._connecting.discard)
 
     def _counted(self, change: int) -> None:
         self._open += change
@@ -141,7 +144,9 @@ class _Listener(asyncio.AbstractServer):
 
     def _watch(self) -> None:
         self._retry = None
-        if not select.select([self._sock], [], [], 0)[0]:
+        waiting = select.poll()
+        waiting.register(self._sock, select.POLLIN)
+        if not waiting.poll(0):
             self._waiting_since = None  # taken meanwhile: the next connection waits afresh
         self._loop.add_reader(self._sock.fileno(), self._readable)
 
