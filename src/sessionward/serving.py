@@ -107,6 +107,7 @@ class _Listener(asyncio.AbstractServer):
         self._waiting_since: float | None = None
         self._retry: asyncio.TimerHandle | None = None
         self._connecting: set[asyncio.Task[None]] = set()
+        self._serving = True
         sock.setblocking(False)
         loop.add_reader(sock.fileno(), self._readable)
         _Listener.this_worker = self
@@ -133,7 +134,8 @@ class _Listener(asyncio.AbstractServer):
 
     def _counted(self, change: int) -> None:
         self._open += change
-        self._slots.record(self._open)
+        if self._serving:  # once closed, the slot may be another worker's
+            self._slots.record(self._open)
 
     def lost(self) -> None:
         self._counted(-1)
@@ -161,13 +163,14 @@ class _Listener(asyncio.AbstractServer):
         if self._retry is not None:
             self._retry.cancel()
         self._loop.remove_reader(self._sock.fileno())
+        self._serving = False
         self._slots.release()
 
     def get_loop(self) -> asyncio.AbstractEventLoop:
         return self._loop
 
     def is_serving(self) -> bool:
-        return True
+        return self._serving
 
     async def start_serving(self) -> None:
         return None
