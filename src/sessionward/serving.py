@@ -100,9 +100,13 @@ class _Listener(asyncio.AbstractServer):
     this_worker: ClassVar[_Listener | None] = None
 
     def __init__(
-        self, loop: asyncio.AbstractEventLoop, sock: socket.socket, serve: Callable[[socket.socket], Any], slots: Slots
+        self,
+        loop: asyncio.AbstractEventLoop,
+        sock: socket.socket,
+        protocol_factory: Callable[[], asyncio.BaseProtocol],
+        slots: Slots,
     ) -> None:
-        self._loop, self._sock, self._serve, self._slots = loop, sock, serve, slots
+        self._loop, self._sock, self._protocol_factory, self._slots = loop, sock, protocol_factory, slots
         self._open = 0  # accepted and not yet lost
         self._waiting_since: float | None = None
         self._retry: asyncio.TimerHandle | None = None
@@ -154,7 +158,7 @@ class _Listener(asyncio.AbstractServer):
 
     async def _connect(self, connection: socket.socket) -> None:
         try:
-            await self._serve(connection)
+            await self._loop.connect_accepted_socket(self._protocol_factory, connection)
         except OSError:
             connection.close()  # the client left before it was served
             self.lost()
@@ -189,12 +193,8 @@ class Loop(uvloop.Loop):
         path, sock = os.environ.get(SLOTS_ENV), kwargs.get("sock")
         if path is None or sock is None or kwargs.get("ssl") is not None:
             return await super().create_server(protocol_factory, *args, **kwargs)
-
-        def serve(connection: socket.socket) -> Any:
-            return self.connect_accepted_socket(protocol_factory, connection)
-
         sock.listen(kwargs.get("backlog", 100))
-        return _Listener(self, sock, serve, Slots(path))
+        return _Listener(self, sock, protocol_factory, Slots(path))
 
 
 class HttpProtocol(HttpToolsProtocol):
