@@ -9,9 +9,9 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Coroutine, Iterator
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 import pytest
 
@@ -155,11 +155,11 @@ async def _echo(port: int) -> tuple[float, asyncio.StreamWriter]:
     return time.monotonic() - started, writer
 
 
-def _in_serving_loop(slots_file: str, test: object) -> None:
+def _in_serving_loop(slots_file: str, test: Coroutine[Any, Any, None]) -> None:
     os.environ[serving.SLOTS_ENV] = slots_file
     loop = serving.Loop()
     try:
-        loop.run_until_complete(test)  # type: ignore[arg-type]
+        loop.run_until_complete(test)
     finally:
         os.environ.pop(serving.SLOTS_ENV)
         loop.close()
