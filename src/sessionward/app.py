@@ -31,7 +31,8 @@ from sessionward.context import Context
 from sessionward.errors import AppError, ErrorCode, validation
 from sessionward.http import JSON, failure, server_error
 from sessionward.jobs.scheduler import run_schedule
-from sessionward.schemas import NO_NUL
+from sessionward.mail.routes import router as mail_router
+from sessionward.schemas import NO_CONTROL, NO_NUL
 from sessionward.sessions.routes import router as sessions_router
 from sessionward.tokens.routes import router as tokens_router
 from sessionward.users.routes import router as users_router
@@ -188,6 +189,9 @@ def _label(location: tuple[int | str, ...]) -> str:
     return ".".join(names) or "body"
 
 
+_PATTERN_REASONS = {NO_NUL: "must not contain NUL characters", NO_CONTROL: "must not contain control characters"}
+
+
 def _validation_errors(exc: RequestValidationError) -> AppError:
     errors = []
     for error in exc.errors():
@@ -200,8 +204,9 @@ def _validation_errors(exc: RequestValidationError) -> AppError:
             )
         words = field.replace("_", " ").capitalize()
         reason = str(error["msg"]).removeprefix("Value error, ")
-        if (error.get("ctx") or {}).get("pattern") == NO_NUL:
-            reason = "must not contain NUL characters"
+        pattern = (error.get("ctx") or {}).get("pattern")
+        if pattern in _PATTERN_REASONS:
+            reason = _PATTERN_REASONS[pattern]
         message = f"{words} is required" if error["type"] == "missing" else f"{words}: {reason}"
         errors.append({"field": field, "message": message.removesuffix(".")})
     return AppError(ErrorCode.VALIDATION, errors[0]["message"] if errors else "Invalid request", errors=errors)
@@ -280,7 +285,8 @@ def _fastapi(ctx: Context) -> FastAPI:
     )
     app.state.ctx = ctx
     _install_handlers(app)
-    for router in (tokens_router, users_router, sessions_router, audit_router, admin_router, web_router):
+    routers = (tokens_router, users_router, mail_router, sessions_router, audit_router, admin_router, web_router)
+    for router in routers:
         # The routes join the app's own table as they are (each router's prefix and tags are in them already):
         # FastAPI matches an included router twice per request, once for the router and once for its route.
         app.router.routes.extend(router.routes)

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
+from email.utils import parseaddr
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from croniter import croniter
 from limits import parse_many
@@ -106,6 +108,16 @@ class Settings(BaseSettings):
     argon2_time_cost: int = 3
     argon2_parallelism: int = 4
 
+    public_url: str = "http://127.0.0.1:8000"
+    smtp_url: SecretStr | None = None
+    smtp_ca_file: Path | None = None
+    mail_from: str = "sessionward <no-reply@localhost>"
+    mail_templates_dir: Path | None = None
+    email_verification_expires_in: Duration = timedelta(hours=24)
+    password_reset_expires_in: Duration = timedelta(hours=1)
+    email_rate_limit: Rate = "3/hour"
+    new_device_alerts: bool = True
+
     trusted_proxies: Annotated[list[str], NoDecode] = []
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
@@ -142,6 +154,31 @@ class Settings(BaseSettings):
         value = value.strip()
         if value.lower() != "off" and not croniter.is_valid(value):
             raise ValueError("expected a cron expression such as '0 * * * *', or 'off'")
+        return value
+
+    @field_validator("public_url")
+    @classmethod
+    def _origin(cls, value: str) -> str:
+        parts = urlsplit(value.strip())
+        if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
+            raise ValueError("expected an origin such as https://auth.example.com")
+        return value.strip().rstrip("/")
+
+    @field_validator("smtp_url")
+    @classmethod
+    def _smtp(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            parts = urlsplit(value.get_secret_value())
+            if parts.scheme not in ("smtp", "smtps") or not parts.hostname:
+                raise ValueError("expected smtp://user:pass@host:587, smtps://user:pass@host:465 or smtp://host:1025")
+        return value
+
+    @field_validator("mail_from")
+    @classmethod
+    def _sender(cls, value: str) -> str:
+        _, address = parseaddr(value)
+        if "\r" in value or "\n" in value or "@" not in address:
+            raise ValueError("expected an address such as 'sessionward <no-reply@example.com>'")
         return value
 
     @field_validator("trusted_proxies", mode="before")

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 from sessionward.clock import Clock
 from sessionward.config import Settings
 from sessionward.db import Database
+from sessionward.outbox.sender import Sender
 from sessionward.ratelimit import RateLimits
 from sessionward.tokens.jwt import AccessTokens
 from sessionward.tokens.keys import Keys
@@ -27,16 +28,18 @@ class Context:
     cache: RevocationCache
     passwords: Passwords
     limits: RateLimits
+    outbox: Sender
     bus: RevocationBus | None = None
 
     @classmethod
     def build(cls, settings: Settings, *, clock: Clock | None = None) -> Context:
         clock = clock or Clock()
         keys = Keys(settings, now=clock.now())
-        return cls(
+        db = Database(settings.database_url, timeout_seconds=settings.database_timeout.total_seconds())
+        ctx = cls(
             settings=settings,
             clock=clock,
-            db=Database(settings.database_url, timeout_seconds=settings.database_timeout.total_seconds()),
+            db=db,
             access=AccessTokens(
                 keys,
                 issuer=settings.jwt_issuer,
@@ -50,10 +53,18 @@ class Context:
                 parallelism=settings.argon2_parallelism,
             ),
             limits=RateLimits(settings),
+            outbox=Sender(db, clock),
         )
+        from sessionward.mail.delivery import MailDelivery  # it needs the context: imported once that exists
+        from sessionward.mail.outgoing import KIND
+
+        ctx.outbox.handlers[KIND] = MailDelivery(ctx)
+        return ctx
 
     def start(self) -> None:
-        """Background work of a serving process: the Redis revocation bus, when configured."""
+        """Background work of a serving process: the outbox's sender, and the Redis revocation bus when
+        configured."""
+        self.outbox.start()
         if self.settings.redis_url and self.bus is None:
             from sessionward.tokens.broadcast import RevocationBus
 
@@ -61,6 +72,7 @@ class Context:
             self.bus.start()
 
     async def close(self) -> None:
+        await self.outbox.stop()
         if self.bus is not None:
             await self.bus.close()
         self.passwords.close()

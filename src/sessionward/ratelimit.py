@@ -84,6 +84,8 @@ class RateLimits:
         self.login_per_ip = _times(self.login, 5)
         self.register = parse(settings.register_rate_limit)
         self.refresh = parse(settings.refresh_rate_limit)
+        self.email = parse(settings.email_rate_limit)
+        self.email_per_ip = _times(self.email, 10)
 
     async def hit(self, item: RateLimitItem, *key: str) -> None:
         """Count one attempt; ``429`` with ``Retry-After`` when over the limit."""

@@ -11,6 +11,8 @@ T = TypeVar("T")
 # PostgreSQL text cannot hold U+0000, which JSON can carry escaped: refused as input wherever a string reaches
 # the database, on either backend, so SQLite and PostgreSQL answer alike (a 400, never a 500).
 NO_NUL = r"^[^\x00]*$"
+# A name that goes into mails: no line breaks or other control characters (no header injection, no forged lines).
+NO_CONTROL = r"^[^\x00-\x1f\x7f]*$"
 
 
 class Success(BaseModel, Generic[T]):

@@ -27,6 +27,11 @@ class EventType(StrEnum):
     IP_CHANGED = "ip_changed"
     PASSWORD_CHANGED = "password_changed"
     TOKEN_REVOKED = "token_revoked"
+    EMAIL_VERIFIED = "email_verified"
+    PASSWORD_RESET_REQUESTED = "password_reset_requested"
+    PASSWORD_RESET = "password_reset"
+    EMAIL_CHANGE_REQUESTED = "email_change_requested"
+    EMAIL_CHANGED = "email_changed"
 
 
 async def record(

@@ -6,6 +6,8 @@ from alembic import context
 from sqlalchemy.engine import Connection
 
 import sessionward.audit.tables
+import sessionward.mail.tables
+import sessionward.outbox.tables
 import sessionward.sessions.tables
 import sessionward.tokens.tables
 import sessionward.users.tables  # noqa: F401 - registers the tables on the metadata

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 from sessionward.audit.service import EventType, record
 from sessionward.clock import iso
 from sessionward.context import Context
+from sessionward.db import Transaction
 from sessionward.errors import not_found
+from sessionward.mail import service as mail
+from sessionward.mail.outgoing import Template, queue
 from sessionward.sessions import store
-from sessionward.sessions.devices import Device
+from sessionward.sessions.devices import Device, same_device_family
 from sessionward.tokens import service as tokens
 from sessionward.tokens.opaque import new_session_id
 from sessionward.tokens.service import Principal, TokenPair
@@ -40,6 +44,7 @@ async def login(ctx: Context, *, email: str, password: str, device: Device) -> L
     device_info = device.info()
     async with ctx.db.transaction() as tx:
         await store.lock_user(tx.conn, user_id=user.id)
+        await _alert_if_new_device(ctx, tx, user_id=user.id, device=device, now=now)
         await store.insert_session(
             tx.conn,
             session_id=session_id,
@@ -70,6 +75,28 @@ async def login(ctx: Context, *, email: str, password: str, device: Device) -> L
                 await record(tx.conn, user_id=user.id, type=EventType.SESSION_EVICTED, now=now, session_id=evicted_id)
     session = {"id": session_id, "expires_at": iso(expires_at), "device_info": device_info}
     return LoginResult(users.public(user), pair, session)
+
+
+NEW_DEVICE_WINDOW = timedelta(days=30)
+
+
+async def _alert_if_new_device(ctx: Context, tx: Transaction, *, user_id: int, device: Device, now: datetime) -> None:
+    """ "New sign-in to your account" when no session of the last 30 days had this browser and OS family. Not on
+    an account's first sign-in: with no session at all there is nothing it could be new against."""
+    if not ctx.settings.new_device_alerts:
+        return
+    seen = await store.devices_seen(tx.conn, user_id=user_id)
+    recent = [row.device_info for row in seen if row.last_activity >= now - NEW_DEVICE_WINDOW]
+    if not seen or any(same_device_family(info, device) for info in recent):
+        return
+    params = {
+        "browser": device.browser,
+        "os": device.os,
+        "device": device.device.value,
+        "ip": device.ip,
+        "at": iso(now),
+    }
+    await queue(ctx, tx, template=Template.NEW_SIGN_IN, to=None, user_id=user_id, now=now, params=params)
 
 
 def _listed(row: Any, current: str | None) -> dict[str, Any]:
@@ -175,6 +202,7 @@ async def change_password(ctx: Context, principal: Principal, *, current: str, n
             device=device,
             details={"sessions_revoked": len(ended)},
         )
+        await mail.password_notice(ctx, tx, user_id=principal.user_id, how="change", device=device)
 
 
 async def delete_account(ctx: Context, principal: Principal, *, password: str) -> None:

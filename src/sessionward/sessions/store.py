@@ -157,3 +157,9 @@ async def over_cap(
         .offset(cap - 1)
     )
     return list((await conn.execute(stmt)).scalars())
+
+
+async def devices_seen(conn: AsyncConnection, *, user_id: int) -> Sequence[Record]:
+    """Every session the user still has a row of (any state): its device and when it was last used."""
+    stmt = select(sessions.c.device_info, sessions.c.last_activity).where(sessions.c.user_id == user_id)
+    return (await conn.execute(stmt)).all()

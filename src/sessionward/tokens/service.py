@@ -14,6 +14,7 @@ from sessionward.config import IpValidation
 from sessionward.context import Context
 from sessionward.db import Record, Transaction
 from sessionward.errors import AppError, invalid_token
+from sessionward.mail.outgoing import Template, queue
 from sessionward.sessions import store as sessions_store
 from sessionward.sessions.devices import Device, same_device_family
 from sessionward.tokens import store
@@ -223,6 +224,7 @@ async def _refresh(
             session_id=session_id,
             device=device,
         )
+        await _alert_signed_out(ctx, tx, session, user_id=row.user_id, now=now)
         return _Reused()
     if mismatch is not None:
         raise _Refused(mismatch[0], session.user_id, mismatch[1])
@@ -231,6 +233,13 @@ async def _refresh(
     if handed_out is None or hash_token(handed_out) != row.child_hash:
         raise _Refused()
     return _Granted(session.user_id, handed_out, _seconds(row.child_expires_at, now))
+
+
+async def _alert_signed_out(ctx: Context, tx: Transaction, session: Record, *, user_id: int, now: datetime) -> None:
+    """ "We signed out a device": which one (as its session recorded it) and when."""
+    info = session.device_info or {}
+    params = {key: info.get(key) or "Unknown" for key in ("browser", "os", "device")} | {"at": iso(now)}
+    await queue(ctx, tx, template=Template.DEVICE_SIGNED_OUT, to=None, user_id=user_id, now=now, params=params)
 
 
 async def _rotate_or_keep(

@@ -7,7 +7,7 @@ from typing import Annotated
 from email_validator import EmailNotValidError, validate_email
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictStr, WithJsonSchema
 
-from sessionward.schemas import NO_NUL
+from sessionward.schemas import NO_CONTROL, NO_NUL
 
 
 class Role(StrEnum):
@@ -52,7 +52,7 @@ class Request(BaseModel):
 class RegisterRequest(Request):
     email: Email
     password: NewPassword
-    name: Annotated[StrictStr, Field(max_length=200, pattern=NO_NUL)] | None = None
+    name: Annotated[StrictStr, Field(max_length=200, pattern=NO_CONTROL)] | None = None
 
 
 class LoginRequest(Request):
@@ -76,3 +76,25 @@ class UserOut(BaseModel):
     role: Role
     email_verified_at: datetime | None
     created_at: datetime
+
+
+# A mailed link's token: 256 bits, URL-safe (43 characters); bounded so that nothing large is hashed.
+MailToken = Annotated[StrictStr, Field(min_length=10, max_length=512, pattern=NO_NUL)]
+
+
+class EmailRequest(Request):
+    email: Email
+
+
+class TokenRequest(Request):
+    token: MailToken
+
+
+class ResetPasswordRequest(Request):
+    token: MailToken
+    new_password: NewPassword
+
+
+class ChangeEmailRequest(Request):
+    new_email: Email
+    password: Password

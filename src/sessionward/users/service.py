@@ -13,6 +13,7 @@ from sessionward.clock import iso
 from sessionward.context import Context
 from sessionward.db import Record
 from sessionward.errors import AppError, ErrorCode, validation
+from sessionward.mail.outgoing import Template, queue
 from sessionward.sessions.devices import Device
 from sessionward.users import store
 from sessionward.users.models import Role
@@ -45,6 +46,7 @@ async def create(
     role: Role = Role.USER,
     verified: bool = False,
     device: Device | None = None,
+    send_verification: bool = False,
 ) -> dict[str, Any]:
     check_policy(ctx, password, field="password")
     password_hash = await ctx.passwords.hash(password)
@@ -61,6 +63,8 @@ async def create(
                 now=now,
             )
             await record(tx.conn, user_id=row.id, type=EventType.USER_REGISTERED, now=now, device=device)
+            if send_verification and not verified:
+                await queue(ctx, tx, template=Template.VERIFY_EMAIL, to=email, user_id=row.id, now=now)
     except sa_exc.IntegrityError as exc:
         raise AppError(ErrorCode.CONFLICT, "An account with this email already exists") from exc
     return public(row)
@@ -69,7 +73,7 @@ async def create(
 async def register(ctx: Context, *, email: str, password: str, name: str | None, device: Device) -> dict[str, Any]:
     if not ctx.settings.registration_enabled:
         raise AppError(ErrorCode.FORBIDDEN, "Registration is disabled")
-    return await create(ctx, email=email, password=password, name=name, device=device)
+    return await create(ctx, email=email, password=password, name=name, device=device, send_verification=True)
 
 
 async def authenticate(ctx: Context, *, email: str, password: str) -> Record:
@@ -117,3 +121,15 @@ async def get(ctx: Context, user_id: int) -> dict[str, Any] | None:
     async with ctx.db.read() as conn:
         row = await store.by_id(conn, user_id)
     return public(row) if row else None
+
+
+async def find(conn: AsyncConnection, *, user_id: int | None = None, email: str | None = None) -> Record | None:
+    """A user by id or by (normalised) address, with every column the account flows need."""
+    if user_id is not None:
+        return await store.by_id(conn, user_id)
+    return await store.by_email(conn, email or "")
+
+
+async def mark_verified(conn: AsyncConnection, *, user_id: int, now: datetime, email: str | None = None) -> Record:
+    """The address counts as verified from ``now`` (kept if it already was); ``email`` replaces the address."""
+    return await store.verify_email(conn, user_id, now=now, email=email)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from sessionward.db import Record
@@ -56,3 +56,10 @@ async def set_password(conn: AsyncConnection, user_id: int, *, password_hash: st
 
 async def delete_user(conn: AsyncConnection, user_id: int) -> None:
     await conn.execute(delete(users).where(users.c.id == user_id))
+
+
+async def verify_email(conn: AsyncConnection, user_id: int, *, now: datetime, email: str | None) -> Record:
+    verified_at = func.coalesce(users.c.email_verified_at, now) if email is None else now
+    values = {"email_verified_at": verified_at, "updated_at": now} | ({"email": email} if email else {})
+    stmt = update(users).where(users.c.id == user_id).values(**values).returning(*_PUBLIC)
+    return (await conn.execute(stmt)).one()
