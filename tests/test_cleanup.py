@@ -36,7 +36,15 @@ TABLES: dict[str, Table] = {
     "token_blacklist": token_blacklist,
     "audit_events": audit_events,
 }
-NOTHING = {"refresh_tokens": 0, "sessions": 0, "token_blacklist": 0, "audit_events": 0, "sealed_successors_wiped": 0}
+NOTHING = {
+    "refresh_tokens": 0,
+    "sessions": 0,
+    "token_blacklist": 0,
+    "audit_events": 0,
+    "mail_tokens": 0,
+    "outbox": 0,
+    "sealed_successors_wiped": 0,
+}
 
 
 async def row_counts(ctx: Context) -> dict[str, int]:

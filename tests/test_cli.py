@@ -36,7 +36,7 @@ BIN = Path(sys.executable).parent
 SCRIPT = str(BIN / "sessionward")
 TABLE_NAMES = {"users", "sessions", "refresh_tokens", "token_blacklist", "audit_events", "alembic_version"}
 COMMANDS = [
-    ([], ["serve", "migrate", "cleanup", "users", "keys"]),
+    ([], ["serve", "migrate", "cleanup", "users", "keys", "mail"]),
     (["serve"], ["--host", "--port", "--workers"]),
     (["migrate"], []),
     (["cleanup"], []),
@@ -44,6 +44,8 @@ COMMANDS = [
     (["users", "create"], ["--email", "--password", "--admin", "--verified"]),
     (["keys"], ["rotate"]),
     (["keys", "rotate"], []),
+    (["mail"], ["test"]),
+    (["mail", "test"], ["--to"]),
 ]
 
 
@@ -404,3 +406,36 @@ def test_serve_migrates_and_answers_until_stopped(cli_env: dict[str, str]) -> No
     assert process.returncode is not None
     assert "Traceback" not in err
     assert f"http://127.0.0.1:{port}" in out
+
+
+# --------------------------------------------------------------------------- mail
+
+
+def test_mail_test_sends_through_smtp_and_says_what_happened(cli_env: dict[str, str], tmp_path: Path) -> None:
+    from tests.smtp import SmtpServer
+
+    server = SmtpServer(tmp_path).start()
+    try:
+        sent = run({**cli_env, "SMTP_URL": server.url}, "mail", "test", "--to", "Ops@Example.com")
+        assert sent.returncode == 0, sent.stderr
+        assert f"sent to ops@example.com via smtp://127.0.0.1:{server.port}: " in sent.stdout
+        [mail] = server.inbox.to("ops@example.com")
+        assert mail["Subject"] == "sessionward test mail"
+        server.inbox.refuse = "550 5.1.1 no such mailbox"
+        refused = run({**cli_env, "SMTP_URL": server.url}, "mail", "test", "--to", "ops@example.com")
+        assert refused.returncode == 2
+        assert "not sent via smtp://127.0.0.1" in refused.stderr
+        assert "550 5.1.1 no such mailbox" in refused.stderr
+    finally:
+        server.stop()
+    down = run({**cli_env, "SMTP_URL": server.url}, "mail", "test", "--to", "ops@example.com")
+    assert down.returncode == 2
+    assert "Traceback" not in down.stderr
+
+
+def test_mail_test_without_smtp_url_writes_a_file(cli_env: dict[str, str]) -> None:
+    result = run(cli_env, "mail", "test", "--to", "ops@example.com")
+    assert result.returncode == 0, result.stderr
+    assert "via files in" in result.stdout
+    [path] = (Path(cli_env["DATA_DIR"]) / "mail").glob("*.eml")
+    assert "Subject: sessionward test mail" in path.read_text()

@@ -57,7 +57,9 @@ async def test_registration_mails_a_verification_link_that_verifies_the_address(
     [mail] = smtp.inbox.to(email)
     assert mail["Subject"] == "Confirm your email address"
     assert mail["Auto-Submitted"] == "auto-generated"
-    assert mail["Message-ID"] and mail["Date"] and mail["From"] == "sessionward <no-reply@localhost>"
+    assert mail["Message-ID"]
+    assert mail["Date"]
+    assert mail["From"] == "sessionward <no-reply@localhost>"
     assert mail.get_body(preferencelist=("html",)) is not None
     assert link_in(mail).startswith("https://auth.example.test/verify-email#token=")
 
@@ -200,7 +202,8 @@ async def test_email_change_confirms_at_the_new_address_and_tells_the_old_one(
     response = await client.post(f"{API}/email/change/confirm", json={"token": token_in(confirm)})
     assert response.status_code == 200, response.text
     user = response.json()["data"]["user"]
-    assert user["email"] == new and user["email_verified_at"] is not None
+    assert user["email"] == new
+    assert user["email_verified_at"] is not None
     assert (await client.post(f"{API}/email/change/confirm", json={"token": token_in(confirm)})).status_code == 400
     fresh = await users.login(new)
     assert "email_changed" in await events(client, fresh.auth)
@@ -271,7 +274,8 @@ async def test_a_sign_in_from_a_new_browser_and_os_sends_an_alert_once(
     alerts = [m for m in smtp.inbox.to(login.email) if m["Subject"] == "New sign-in to your account"]
     assert len(alerts) == 1
     text = alerts[0].get_body(preferencelist=("plain",)).get_content()  # type: ignore[union-attr]
-    assert "Chrome on Windows" in text and "203.0.113.7" in text
+    assert "Chrome on Windows" in text
+    assert "203.0.113.7" in text
 
 
 @pytest.mark.parametrize("settings_overrides", [{"new_device_alerts": False}])

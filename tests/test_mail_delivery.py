@@ -48,7 +48,8 @@ async def test_a_server_that_is_down_is_retried_within_30_seconds_and_the_mail_a
     email = await users.register()
     await deliver(ctx)
     [row] = await rows(ctx)
-    assert row.done_at is None and row.attempts == 1
+    assert row.done_at is None
+    assert row.attempts == 1
     assert timedelta(0) < row.due_at - clock.now() <= timedelta(seconds=30)
     smtp.start()
     await deliver(ctx)  # not due yet
@@ -59,7 +60,8 @@ async def test_a_server_that_is_down_is_retried_within_30_seconds_and_the_mail_a
     await deliver(ctx)
     assert len(smtp.inbox.to(email)) == 1
     [row] = await rows(ctx)
-    assert row.outcome == "sent" and row.attempts == 2
+    assert row.outcome == "sent"
+    assert row.attempts == 2
 
 
 async def test_a_temporary_refusal_is_retried_and_a_permanent_one_is_not(
@@ -132,7 +134,8 @@ async def test_a_certificate_nobody_vouches_for_is_not_trusted(
         await deliver(ctx)
         assert server.inbox.messages == []
         [row] = await rows(ctx)
-        assert row.done_at is None and row.attempts == 1
+        assert row.done_at is None
+        assert row.attempts == 1
     finally:
         server.stop()
         await ctx.close()
@@ -168,7 +171,8 @@ async def test_without_smtp_url_mails_are_files_and_the_link_is_logged(
         await deliver(ctx)
     [path] = (tmp_path / "var" / "mail").glob("*.eml")
     text = path.read_text()
-    assert f"To: {email}" in text and "/verify-email#token=" in text
+    assert f"To: {email}" in text
+    assert "/verify-email#token=" in text
     [logged] = [r for r in caplog.records if r.getMessage() == "mail written"]
     assert str(logged.link).startswith("http://127.0.0.1:8000/verify-email#token=")  # type: ignore[attr-defined]
 
@@ -187,3 +191,23 @@ async def test_a_slow_server_holds_no_request(
     assert not sending.done()
     await sending
     assert len(smtp.inbox.messages) == 1
+
+
+async def test_cleanup_removes_finished_rows_and_expired_tokens_after_the_retention(
+    users: Users, ctx: Context, smtp: SmtpServer, clock: FrozenClock
+) -> None:
+    from sessionward.jobs.cleanup import cleanup
+    from sessionward.mail.tables import mail_tokens
+
+    await users.register()
+    await deliver(ctx)
+    smtp.stop()
+    await users.register()  # its mail waits: kept however old
+    clock.advance(timedelta(days=2, hours=1))  # past the link's 24 h, then TOKEN_RETENTION's 1 d
+    counts = await cleanup(ctx)
+    assert counts is not None
+    assert (counts["outbox"], counts["mail_tokens"]) == (1, 1)
+    [left] = await rows(ctx)
+    assert left.done_at is None
+    async with ctx.db.read() as conn:
+        assert (await conn.execute(select(mail_tokens))).all() == []

@@ -17,8 +17,10 @@ from sessionward.tokens.keys import KeysError, load_keys, rotate_keys
 app = typer.Typer(help="sessionward: refresh-token and session service.", no_args_is_help=True, add_completion=False)
 users_app = typer.Typer(help="Manage user accounts.", no_args_is_help=True)
 keys_app = typer.Typer(help="Manage signing keys.", no_args_is_help=True)
+mail_app = typer.Typer(help="Account email.", no_args_is_help=True)
 app.add_typer(users_app, name="users")
 app.add_typer(keys_app, name="keys")
+app.add_typer(mail_app, name="mail")
 
 
 def _fail(message: str) -> NoReturn:
@@ -178,6 +180,31 @@ def keys_rotate() -> None:
     except KeysError as exc:
         _fail(str(exc))
     typer.echo(f"active key {new}" + (f"; {old} stays published until its tokens expire" if old else ""))
+
+
+@mail_app.command("test")
+def mail_test(to: Annotated[str, typer.Option("--to", help="The address to send the test mail to.")]) -> None:
+    """Send one mail through the configured transport (SMTP_URL, or files) and say what happened."""
+    from sessionward.mail.delivery import test_message
+    from sessionward.mail.transport import Refused, Unreachable, transport_for
+    from sessionward.users.models import normalise_email
+
+    settings = _settings()
+    try:
+        address = normalise_email(to)
+    except ValueError as exc:
+        _fail(str(exc))
+    transport = transport_for(settings)
+
+    async def main() -> str:
+        async with transport.session() as session:
+            return await session.send(test_message(settings, to=address, now=Clock().now()))
+
+    try:
+        reply = asyncio.run(main())
+    except (Refused, Unreachable) as exc:
+        _fail(f"not sent via {transport.description}: {exc}")
+    typer.echo(f"sent to {address} via {transport.description}: {reply}")
 
 
 def _thread_error(args: threading.ExceptHookArgs) -> None:

@@ -18,6 +18,8 @@ from sqlalchemy import ColumnElement, Table, delete, or_, select, text, update
 
 from sessionward.audit.tables import audit_events
 from sessionward.context import Context
+from sessionward.mail.tables import mail_tokens
+from sessionward.outbox.tables import outbox
 from sessionward.sessions.tables import sessions
 from sessionward.tokens.jwt import LEEWAY_SECONDS
 from sessionward.tokens.tables import refresh_tokens, token_blacklist
@@ -45,6 +47,9 @@ def _plans(ctx: Context, now: datetime) -> list[tuple[str, Table, Any, ColumnEle
         # Verification still accepts a token up to the exp leeway: its entry must outlive that.
         ("token_blacklist", token_blacklist, token_blacklist.c.jti, token_blacklist.c.expires_at < now - leeway),
         ("audit_events", audit_events, audit_events.c.id, audit_events.c.at < now - settings.audit_retention),
+        ("mail_tokens", mail_tokens, mail_tokens.c.token_hash, mail_tokens.c.expires_at < keep_until),
+        # Delivered, skipped or failed rows are kept a while to be looked at, then go.
+        ("outbox", outbox, outbox.c.id, outbox.c.done_at < keep_until),
     ]
 
 

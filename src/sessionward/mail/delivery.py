@@ -8,11 +8,12 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from email.message import EmailMessage
+from email.utils import make_msgid, parseaddr
 from typing import Any
 
 from sessionward.audit.service import EventType, record
 from sessionward.clock import iso
-from sessionward.config import Environment
+from sessionward.config import Environment, Settings
 from sessionward.context import Context
 from sessionward.db import Record
 from sessionward.mail import store
@@ -161,11 +162,9 @@ def _who(row: Record) -> Any:
     return parse_device(asked["user_agent"], asked["ip"]) if asked else None
 
 
-def test_message(ctx: Context, *, to: str, now: datetime) -> EmailMessage:
+def test_message(settings: Settings, *, to: str, now: datetime) -> EmailMessage:
     """What ``sessionward mail test`` sends."""
-    from email.utils import make_msgid, parseaddr
-
-    domain = parseaddr(ctx.settings.mail_from)[1].rpartition("@")[2]
-    return Messages(ctx.settings).compose(
+    domain = parseaddr(settings.mail_from)[1].rpartition("@")[2]
+    return Messages(settings).compose(
         template=Template.TEST, to=to, message_id=make_msgid(domain=domain), date=now, params={"at": iso(now)}
     )
