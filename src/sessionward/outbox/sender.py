@@ -19,6 +19,8 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Protocol
 
+from sqlalchemy.ext.asyncio import AsyncConnection
+
 from sessionward.clock import Clock
 from sessionward.db import Database, Record
 from sessionward.outbox import store
@@ -31,6 +33,9 @@ LONGEST_WAIT = timedelta(hours=1)
 LEASE = timedelta(minutes=5)
 # A row is attempted only while this much of its lease is left: longer than one delivery may take.
 LEASE_MARGIN = timedelta(seconds=90)
+# Outcomes are recorded this many at a time (a write transaction each): a process killed between a delivery and
+# its record delivers at most this many rows again.
+SETTLE_EVERY = 10
 
 
 class Outcome(StrEnum):
@@ -113,39 +118,44 @@ class Sender:
         async with self.db.transaction() as tx:
             rows = await store.claim(tx.conn, owner=self.owner, now=now, until=until, limit=self.batch)
         settled: set[int] = set()
+        done: list[tuple[Record, Result]] = []
         try:
             for kind in dict.fromkeys(row.kind for row in rows):
                 handler = self.handlers[kind]
                 ours = [row for row in rows if row.kind == kind]
                 async for row, result in handler.deliver(ours, lambda: self.clock.now() < until - LEASE_MARGIN):
-                    await self._settle(row, result)
+                    done.append((row, result))
                     settled.add(row.id)
+                    if len(done) >= SETTLE_EVERY:
+                        await self._settle(done)
+                        done = []
         finally:
             left = [row.id for row in rows if row.id not in settled]
-            if left:
-                async with self.db.transaction() as tx:
+            async with self.db.transaction() as tx:
+                await self._settle_in(tx.conn, done)
+                if left:
                     await store.release(tx.conn, row_ids=left, owner=self.owner)
         return len(rows) == self.batch
 
-    async def _settle(self, row: Record, result: Result) -> None:
-        now = self.clock.now()
-        error = result.error[:200] if result.error else None
+    async def _settle(self, done: list[tuple[Record, Result]]) -> None:
         async with self.db.transaction() as tx:
-            if result.outcome is Outcome.RETRY:
+            await self._settle_in(tx.conn, done)
+
+    async def _settle_in(self, conn: AsyncConnection, done: list[tuple[Record, Result]]) -> None:
+        """Record what became of rows: sent, skipped, failed, or due again after a backoff."""
+        now = self.clock.now()
+        for row, result in done:
+            error = result.error[:200] if result.error else None
+            outcome = result.outcome
+            if outcome is Outcome.RETRY:
                 due_at = next_attempt(created_at=row.created_at, attempts=row.attempts + 1, now=now)
                 if due_at is not None:
-                    await store.retry(tx.conn, row_id=row.id, owner=self.owner, due_at=due_at, error=error or "")
-                    return
-                result = Result(Outcome.FAILED, error)
-            attempted = result.outcome is not Outcome.SKIPPED
+                    await store.retry(conn, row_id=row.id, owner=self.owner, due_at=due_at, error=error or "")
+                    continue
+                outcome = Outcome.FAILED
+            attempted = outcome is not Outcome.SKIPPED
             await store.finish(
-                tx.conn,
-                row_id=row.id,
-                owner=self.owner,
-                now=now,
-                outcome=result.outcome,
-                error=error,
-                attempted=attempted,
+                conn, row_id=row.id, owner=self.owner, now=now, outcome=outcome, error=error, attempted=attempted
             )
-        if result.outcome is Outcome.FAILED:
-            log.warning("outbox row failed", extra={"outbox_id": row.id, "kind": row.kind, "error": error})
+            if outcome is Outcome.FAILED:
+                log.warning("outbox row failed", extra={"outbox_id": row.id, "kind": row.kind, "error": error})
