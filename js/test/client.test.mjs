@@ -185,3 +185,31 @@ describe("when the service is unreachable", () => {
     assert.notEqual(await storage.getItem("sessionward"), stored);
   });
 });
+
+describe("the Node example with a file store", () => {
+  const server = new LiveServer();
+  before(() => server.start());
+  after(() => server.stop());
+
+  test("signs in on the first run, restores the session on the next, and signs out", async () => {
+    const { execFile } = await import("node:child_process");
+    const { mkdtemp, stat } = await import("node:fs/promises");
+    const { join } = await import("node:path");
+    const { tmpdir } = await import("node:os");
+    const store = join(await mkdtemp(join(tmpdir(), "sessionward-example-")), "session.json");
+    const email = newEmail();
+    await createClient({ url: server.url }).signUp(email, PASSWORD);
+    const script = new URL("../examples/node/file-store.mjs", import.meta.url).pathname;
+    const run = (...args) =>
+      new Promise((done, fail) =>
+        execFile(process.execPath, [script, "--url", server.url, "--store", store, ...args], {
+          env: { ...process.env, SESSIONWARD_PASSWORD: PASSWORD },
+        }, (error, stdout) => (error ? fail(error) : done(JSON.parse(stdout)))),
+      );
+    assert.deepEqual(await run("--email", email), { session: "new", email, otherSessions: 0 });
+    assert.equal((await stat(store)).mode & 0o777, 0o600);
+    assert.deepEqual(await run(), { session: "restored", email, otherSessions: 0 });
+    assert.deepEqual(await run("--sign-out"), { session: "restored", email, otherSessions: 0 });
+    await assert.rejects(stat(store)); // signing out removed the stored token
+  });
+});
