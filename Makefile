@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 COVERED := */sessionward/tokens/*,*/sessionward/sessions/*
 
-.PHONY: run test lint types pytest client-test bench clean
+.PHONY: run test lint types pytest client-test js-test js-build bench clean
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "sessionward needs Python 3.11 or newer"; exit 1; }
@@ -51,7 +51,26 @@ client-test: $(VENV)/.dev-installed
 	$(BIN)/mypy --strict client/src
 	$(BIN)/pytest client/tests
 
-test: lint types pytest client-test
+# sessionward-js (js/): its dev dependencies pinned in js/package-lock.json, installed with the machine's npm.
+# Without Node 20+ this fails (never skips); `make run` needs no Node (the pages serve the committed build).
+NODE_CHECK := command -v node >/dev/null && command -v npm >/dev/null && node -e 'process.exit(parseInt(process.versions.node) < 20 ? 1 : 0)' \
+	|| { echo "sessionward-js needs Node 20+ and npm: apt-get install -y nodejs npm (or https://nodejs.org/en/download)"; exit 1; }
+
+js/node_modules/.installed: js/package.json js/package-lock.json
+	@$(NODE_CHECK)
+	cd js && npm ci --no-audit --no-fund
+	@touch $@
+
+# After a change in js/src: rebuild, and copy the bundle to where the pages load it from.
+js-build: js/node_modules/.installed
+	cd js && node build.mjs --minify
+	cp js/dist/sessionward.js src/sessionward/web/static/sessionward.js
+
+js-test: js/node_modules/.installed $(VENV)/.dev-installed
+	@$(NODE_CHECK)
+	cd js && npm run check && node build.mjs --minify && SESSIONWARD_PYTHON=$(abspath $(BIN))/python npm test
+
+test: lint types js-test pytest client-test
 
 # sessionward side by side with the peer in one run (bench/README.md); writes bench/RESULTS.md.
 # Linux, root, taskset and Debian's PostgreSQL 15; BENCH_ARGS='--runs 3 --duration 20' for the full run.

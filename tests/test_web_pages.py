@@ -31,7 +31,7 @@ async def test_pages_are_one_html_document_with_strict_security_headers(client: 
     ("name", "media_type"),
     [
         ("app.js", "text/javascript; charset=utf-8"),
-        ("auth.js", "text/javascript; charset=utf-8"),
+        ("sessionward.js", "text/javascript; charset=utf-8"),
         ("style.css", "text/css; charset=utf-8"),
         ("icon.svg", "image/svg+xml"),
     ],
@@ -69,7 +69,7 @@ def test_the_pages_load_nothing_from_another_origin_and_run_no_inline_code() -> 
 
 
 def test_the_scripts_keep_tokens_out_of_web_storage_and_cookies() -> None:
-    for name in ("app.js", "auth.js"):
+    for name in ("app.js", "sessionward.js"):
         text = ASSETS[name].body.decode()
         code = re.sub(r"/\*.*?\*/|//[^\n]*", "", text, flags=re.S)  # the comments may name what the code avoids
         for forbidden in ("localStorage", "sessionStorage", "document.cookie", "innerHTML", "eval("):

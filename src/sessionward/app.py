@@ -36,6 +36,7 @@ from sessionward.schemas import NO_CONTROL, NO_NUL
 from sessionward.sessions.routes import router as sessions_router
 from sessionward.tokens.routes import router as tokens_router
 from sessionward.users.routes import router as users_router
+from sessionward.web.cors import Cors
 from sessionward.web.routes import router as web_router
 
 log = logging.getLogger("sessionward")
@@ -257,9 +258,12 @@ def _install_handlers(app: FastAPI) -> None:
     app.add_exception_handler(Exception, crash)
 
 
-def create_app(ctx: Context) -> Pipeline:
-    """The service as an ASGI app: the FastAPI application inside the request pipeline."""
-    return Pipeline(_fastapi(ctx))
+def create_app(ctx: Context) -> ASGIApp:
+    """The service as an ASGI app: the FastAPI application inside the request pipeline, and CORS around both
+    (so the pipeline's own answers, a 413 or a 500, reach a listed front end too) when origins are listed."""
+    app = Pipeline(_fastapi(ctx))
+    origins = ctx.settings.cors_allowed_origins
+    return Cors(app, origins) if origins else app
 
 
 def _fastapi(ctx: Context) -> FastAPI:
@@ -360,7 +364,7 @@ def _operational_routes(app: FastAPI, ctx: Context) -> None:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
 
-def factory(settings: Settings | None = None) -> Pipeline:
+def factory(settings: Settings | None = None) -> ASGIApp:
     """What ``sessionward serve`` runs in each worker."""
     settings = settings or load_settings()
     logs.configure(settings.log_level)

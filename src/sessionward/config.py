@@ -119,6 +119,12 @@ class Settings(BaseSettings):
     new_device_alerts: bool = True
 
     trusted_proxies: Annotated[list[str], NoDecode] = []
+
+    # Cross-origin front ends (API.md "Cross-origin front ends and the JavaScript SDK").
+    cors_allowed_origins: Annotated[frozenset[str], NoDecode] = frozenset()
+    cookie_samesite: Literal["strict", "lax", "none"] = "strict"
+    cookie_domain: str | None = None
+
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     @field_validator(
@@ -193,10 +199,47 @@ class Settings(BaseSettings):
     def _lower(cls, value: Any) -> Any:
         return value.strip().lower() if isinstance(value, str) else value
 
+    @field_validator("cors_allowed_origins", mode="before")
+    @classmethod
+    def _origins(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return frozenset(_origin(part) for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("cookie_samesite", mode="before")
+    @classmethod
+    def _samesite(cls, value: Any) -> Any:
+        return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("cookie_domain", mode="before")
+    @classmethod
+    def _domain(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = value.strip().lower().removeprefix(".")
+            if value and not _DOMAIN.fullmatch(value):
+                raise ValueError("expected a domain such as example.com")
+            return value or None
+        return value
+
     @property
     def activity_write_interval(self) -> timedelta:
         """API.md: at most one activity write per session every min(60 s, idle timeout / 4)."""
         return min(timedelta(seconds=60), self.session_idle_timeout / 4)
+
+
+_ORIGIN = re.compile(r"https?://[a-z0-9.-]+(?::\d{1,5})?|https?://\[[0-9a-f:.]+\](?::\d{1,5})?")
+_DOMAIN = re.compile(r"[a-z0-9-]+(?:\.[a-z0-9-]+)+")
+
+
+def _origin(text: str) -> str:
+    """An exact origin (RFC 6454 serialisation): scheme, host and port, nothing else; never ``*`` or ``null``."""
+    origin = text.strip().lower()
+    if origin == "*":
+        raise ValueError("'*' cannot be used with credentials: list each origin, such as https://app.example.com")
+    if not _ORIGIN.fullmatch(origin):
+        raise ValueError(f"expected origins such as https://app.example.com (no path, no trailing slash): {text!r}")
+    # Browsers leave a scheme's default port out of Origin.
+    return origin.removesuffix(":443") if origin.startswith("https:") else origin.removesuffix(":80")
 
 
 class ConfigError(Exception):
@@ -215,4 +258,11 @@ def load_settings(**overrides: Any) -> Settings:
         raise ConfigError("invalid setting JWT_SECRET: required when ENV=production")
     if settings.jwt_secret is not None and len(settings.jwt_secret.get_secret_value().encode()) < 32:
         raise ConfigError("invalid setting JWT_SECRET: must be at least 32 bytes (RFC 7518 §3.2)")
+    _check_samesite(settings)
     return settings
+
+
+def _check_samesite(settings: Settings) -> None:
+    # SameSite=None cookies must be Secure (RFC 6265bis §5.4.7): only https front ends can use them.
+    if settings.cookie_samesite == "none" and any(not o.startswith("https://") for o in settings.cors_allowed_origins):
+        raise ConfigError("invalid setting COOKIE_SAMESITE: none needs every CORS_ALLOWED_ORIGINS entry on https")

@@ -29,7 +29,7 @@ async def login(
     request: Request, body: LoginRequest, ctx: Ctx, device: ClientDevice, x_sessionward_client: cookies.WebClient = None
 ) -> JSON:
     if x_sessionward_client == cookies.WEB:
-        cookies.check_origin(request)  # login CSRF: before the password is even looked at
+        cookies.check_origin(request, ctx.settings)  # login CSRF: before the password is even looked at
     result = await service.login(ctx, email=body.email, password=body.password, device=device)
     if x_sessionward_client != cookies.WEB:
         return ok(result.body())

@@ -41,7 +41,7 @@ _FORM = {
 
 async def refresh_from_cookies(request: Request, ctx: Ctx, device: ClientDevice) -> JSON:
     """Browser mode: the refresh token and session id come from the cookies, the successor goes back into them."""
-    cookies.check_origin(request)
+    cookies.check_origin(request, ctx.settings)
     settings = ctx.settings
     presented = cookies.read(request, settings)
     try:

@@ -7,9 +7,9 @@ stays in the page's memory. A request opts in with ``X-Sessionward-Client: web``
 endpoint answers exactly as before (JSON clients keep the refresh token in the body).
 
 CSRF (OWASP CSRF cheat sheet): a cookie is only ever *read* on a request that carries the custom header, which a
-cross-site page cannot send without a CORS preflight this service never grants; ``Origin`` (when present) must
-be this service's own origin and ``Sec-Fetch-Site`` (when present) must be ``same-origin``; and the cookies are
-``SameSite=Strict`` on top.
+cross-site page cannot send without a CORS preflight that only ``CORS_ALLOWED_ORIGINS`` are granted; ``Origin``
+(when present) must be this service's own origin or a listed one, and without ``Origin`` ``Sec-Fetch-Site`` (when
+present) must be ``same-origin``; and the cookies are ``SameSite=Strict`` (``COOKIE_SAMESITE``) on top.
 """
 
 from __future__ import annotations
@@ -83,9 +83,11 @@ class Presented:
 
 
 def _relaxed(request: Request, settings: Settings) -> bool:
-    """Plain http to the loopback in development (``make run``) is the one place without Secure and prefix."""
+    """Plain http to the loopback in development (``make run``) is the one place without Secure and prefix
+    (never with ``SameSite=None``, which browsers refuse without Secure)."""
     return (
         settings.env is Environment.DEVELOPMENT
+        and settings.cookie_samesite != "none"
         and request.url.scheme == "http"
         and (request.url.hostname or "") in _LOOPBACK
     )
@@ -97,13 +99,16 @@ def _names(request: Request, settings: Settings) -> tuple[str, str, bool]:
     return SECURE_PREFIX + REFRESH, SECURE_PREFIX + SESSION, True
 
 
-def check_origin(request: Request) -> None:
-    """``403`` for a browser request that another site made (or tried to make) on the user's behalf."""
+def check_origin(request: Request, settings: Settings) -> None:
+    """``403`` for a browser request that another site made (or tried to make) on the user's behalf: only this
+    service's own origin and the listed ones (exactly: never a suffix, never ``null``) may use cookie mode."""
     headers = request.headers
-    origin = headers.get("origin")
+    origin = (headers.get("origin") or "").lower() or None
     site = headers.get("sec-fetch-site")
     own = f"{request.url.scheme}://{headers.get('host', '')}".lower()
-    if (origin is not None and origin.lower() != own) or (site is not None and site != "same-origin"):
+    if origin is not None and origin in settings.cors_allowed_origins:
+        return  # a listed front end: cross-origin (and maybe cross-site) by design
+    if (origin is not None and origin != own) or (site is not None and site != "same-origin"):
         raise AppError(ErrorCode.FORBIDDEN, "Cross-origin request refused")
 
 
@@ -120,10 +125,23 @@ def store(response: Response, request: Request, settings: Settings, *, refresh: 
     """Both cookies live exactly as long as the refresh token (its ``expires_in``)."""
     refresh_name, session_name, secure = _names(request, settings)
     for name, value in ((refresh_name, refresh.refresh_token), (session_name, refresh.session_id)):
-        response.set_cookie(name, value, max_age=max_age, path=PATH, secure=secure, httponly=True, samesite="strict")
+        _set(response, name, value, max_age=max_age, secure=secure, settings=settings)
 
 
 def clear(response: Response, request: Request, settings: Settings) -> None:
     refresh_name, session_name, secure = _names(request, settings)
     for name in (refresh_name, session_name):
-        response.delete_cookie(name, path=PATH, secure=secure, httponly=True, samesite="strict")
+        _set(response, name, "", max_age=0, secure=secure, settings=settings)
+
+
+def _set(response: Response, name: str, value: str, *, max_age: int, secure: bool, settings: Settings) -> None:
+    """``COOKIE_DOMAIN`` shares the cookies with sibling subdomains; ``SameSite=None`` cookies are partitioned
+    (CHIPS), so a front end on another site gets its own jar rather than a third-party cookie."""
+    samesite = settings.cookie_samesite
+    expires = 0 if max_age == 0 else None
+    response.set_cookie(
+        name, value, max_age, expires, PATH, settings.cookie_domain, secure, httponly=True, samesite=samesite
+    )
+    if samesite == "none":  # Starlette writes Partitioned only on Python 3.14+
+        key, header = response.raw_headers[-1]
+        response.raw_headers[-1] = (key, header + b"; Partitioned")

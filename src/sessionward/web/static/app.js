@@ -1,12 +1,15 @@
 // The pages: one document with three views (sign in, create account, account), filled from the JSON API.
 // DOM is built from <template>s with textContent only (the CSP refuses innerHTML-style sinks).
-import * as auth from "./auth.js";
+// Tokens: sessionward-js (js/ in the repository; its build is ./sessionward.js) in cookie mode, same origin.
+import { ApiError, SignedOutError, createClient } from "./sessionward.js";
+
+const auth = createClient({ url: "", mode: "cookie" });
 
 const $ = (id) => document.getElementById(id);
 const POLL_MS = 30_000;
 const NOTICES = {
   revoked: "Your session has ended — it was signed out from another device or it expired. Please sign in again.",
-  "signed-out": "You have signed out.",
+  signed_out: "You have signed out.",
   deleted: "Your account has been deleted.",
 };
 const VIEWS = { "/": "account", "/signin": "signin", "/signup": "signup" };
@@ -90,30 +93,28 @@ function handle(formId, errorId, work) {
     try {
       await work(data);
     } catch (error) {
-      if (error instanceof auth.SignedOut) return;
-      formError(errorId, error instanceof auth.ApiError ? error : { message: "Something went wrong. Please try again." });
+      if (error instanceof SignedOutError) return;
+      formError(errorId, error instanceof ApiError ? error : { message: "Something went wrong. Please try again." });
     } finally {
       busy(form, false);
     }
   });
 }
 
+// A successful sign-in opens the account page through the "signed_in" event (as in the other tabs).
 handle("signin-form", "signin-error", async (data) => {
-  await auth.login(data.get("email"), data.get("password"));
+  await auth.signIn(data.get("email"), data.get("password"));
   $("signin-form").reset();
-  go("/", { replace: true });
 });
 
 handle("signup-form", "signup-error", async (data) => {
-  await auth.register(data.get("email"), data.get("password"), data.get("name"));
-  await auth.login(data.get("email"), data.get("password"));
+  await auth.signUp(data.get("email"), data.get("password"), data.get("name") || undefined);
+  await auth.signIn(data.get("email"), data.get("password"));
   $("signup-form").reset();
-  go("/", { replace: true });
 });
 
 handle("password-form", "password-error", async (data) => {
-  const json = { current_password: data.get("current_password"), new_password: data.get("new_password") };
-  await auth.api("/password", { method: "POST", json });
+  await auth.changePassword(data.get("current_password"), data.get("new_password"));
   $("password-form").reset();
   notify("Password changed. Your other devices were signed out.");
   await loadAccount();
@@ -133,7 +134,7 @@ for (const link of document.querySelectorAll("a[data-view]")) {
 $("signout").addEventListener("click", async () => {
   $("signout").disabled = true;
   try {
-    await auth.logout();
+    await auth.signOut();
   } catch {
     $("signout").disabled = false;
     notify("Couldn't sign out. Please try again.");
@@ -144,11 +145,11 @@ $("signout-others").addEventListener("click", async () => {
   const button = $("signout-others");
   button.disabled = true;
   try {
-    const { data } = await auth.api("/sessions", { method: "DELETE" });
-    notify(data.revoked === 1 ? "Signed out of 1 other device." : `Signed out of ${data.revoked} other devices.`);
+    const revoked = await auth.sessions.revokeOthers();
+    notify(revoked === 1 ? "Signed out of 1 other device." : `Signed out of ${revoked} other devices.`);
     await loadAccount();
   } catch (error) {
-    if (!(error instanceof auth.SignedOut)) notify(error.message);
+    if (!(error instanceof SignedOutError)) notify(error.message);
     button.disabled = false;
   }
 });
@@ -234,10 +235,10 @@ function renderDevice(session) {
 async function signOutDevice(id, label, button) {
   button.disabled = true;
   try {
-    await auth.api(`/sessions/${encodeURIComponent(id)}`, { method: "DELETE" });
+    await auth.sessions.revoke(id);
     notify(`Signed out ${label}.`);
   } catch (error) {
-    if (error instanceof auth.SignedOut) return;
+    if (error instanceof SignedOutError) return;
     notify(error.status === 404 ? `${label} was already signed out.` : error.message);
   }
   await loadAccount().catch(() => {});
@@ -305,20 +306,20 @@ function empty(text) {
 }
 
 async function loadAccount() {
-  const [sessions, events] = await Promise.all([auth.api("/sessions"), auth.api("/events?limit=10")]);
-  const { current_session: current, other_sessions: others } = sessions.data;
+  const [sessions, events] = await Promise.all([auth.sessions.list(), auth.events.list({ limit: 10 })]);
+  const { current_session: current, other_sessions: others } = sessions;
   const list = [current, ...others].filter(Boolean).map(renderDevice);
   $("devices").replaceChildren(...list);
   $("devices").setAttribute("aria-busy", "false");
   $("signout-others").disabled = others.length === 0;
-  const items = events.data.events.map(renderEvent);
+  const items = events.map(renderEvent);
   $("events").replaceChildren(...(items.length ? items : [empty("Nothing yet.")]));
 }
 
 async function openAccount() {
   try {
-    if (!auth.signedIn()) await auth.refresh();
-    if (me === null) me = (await auth.api("/me")).data.user;
+    if (!auth.signedIn) await auth.refresh();
+    if (me === null) me = await auth.getUser();
     $("account-email").textContent = me.email;
     $("header-email").textContent = me.email;
     for (const id of ["password-username", "delete-username"]) $(id).value = me.email;
@@ -326,7 +327,7 @@ async function openAccount() {
     show("account", { focus: view !== null });
     startPolling();
   } catch (error) {
-    if (error instanceof auth.SignedOut) return toSignIn(error.reason);
+    if (error instanceof SignedOutError) return toSignIn(error.reason);
     $("loading").textContent = "Couldn't load your account. Retrying…";
     setTimeout(route, 5_000);
   }
@@ -349,12 +350,10 @@ document.addEventListener("visibilitychange", () => {
 
 // ---------------------------------------------------------------- wiring
 
-auth.on("signedOut", (reason) => toSignIn(reason));
-auth.on("signedIn", () => {
-  if (view === "signin" || view === "signup") go("/", { replace: true });
-});
-auth.on("trouble", (on) => {
-  $("trouble").hidden = !on;
+auth.onAuthStateChange((event, { reason }) => {
+  if (event === "signed_out") toSignIn(reason);
+  if (event === "signed_in" && (view === "signin" || view === "signup")) go("/", { replace: true });
+  if (event !== "signed_out") $("trouble").hidden = event !== "refresh_failed";
 });
 window.addEventListener("popstate", route);
 route();
