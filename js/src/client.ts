@@ -350,6 +350,35 @@ export class Client {
     });
   }
 
+  // ------------------------------------------------------------ account email
+
+  /** Asks for a password-reset link; the service answers the same whether or not the address has an account. */
+  async requestPasswordReset(email: string): Promise<void> {
+    await parse(await this.send("/password/forgot", { method: "POST", json: { email } }));
+  }
+
+  /** Sets a new password with the token of a reset link (its fragment); every session of the account ends. */
+  async resetPassword(token: string, newPassword: string): Promise<void> {
+    await parse(await this.send("/password/reset", { method: "POST", json: { token, new_password: newPassword } }));
+  }
+
+  readonly email = {
+    /** Asks for a verification link (no sign-in needed); the same answer for any address. */
+    requestVerification: async (email: string): Promise<void> => {
+      await parse(await this.send("/email/verification", { method: "POST", json: { email } }));
+    },
+    /** Verifies the address with the token of a verification link. */
+    verify: async (token: string): Promise<User> =>
+      (await parse(await this.send("/email/verify", { method: "POST", json: { token } }))).data.user as User,
+    /** Sends a confirmation to the new address (and a notice to the old one); nothing changes until confirmed. */
+    change: async (newEmail: string, password: string): Promise<void> => {
+      await this.api("/email/change", { method: "POST", json: { new_email: newEmail, password } });
+    },
+    /** Confirms an address change with the token of the link sent to the new address. */
+    confirmChange: async (token: string): Promise<User> =>
+      (await parse(await this.send("/email/change/confirm", { method: "POST", json: { token } }))).data.user as User,
+  };
+
   async deleteAccount(password: string): Promise<void> {
     await this.api("/me", { method: "DELETE", json: { password } });
     if (this.mode === "body") await this.storage.removeItem(this.storageKey);

@@ -21,7 +21,7 @@ _TYPES = {
     ".css": "text/css; charset=utf-8",
     ".svg": "image/svg+xml",
 }
-PAGES = ("/", "/signin", "/signup")
+PAGES = ("/", "/signin", "/signup", "/forgot-password", "/reset-password", "/verify-email")
 DOCUMENT = "index.html"
 
 # No inline script or style, nothing from another origin, no framing; DOM sinks like innerHTML are refused

@@ -1,4 +1,5 @@
-// The pages: one document with three views (sign in, create account, account), filled from the JSON API.
+// The pages: one document with its views (sign in, create account, account, and the account-email pages that
+// the mails link to), filled from the JSON API.
 // DOM is built from <template>s with textContent only (the CSP refuses innerHTML-style sinks).
 // Tokens: sessionward-js (js/ in the repository; its build is ./sessionward.js) in cookie mode, same origin.
 import { ApiError, SignedOutError, createClient } from "./sessionward.js";
@@ -11,8 +12,25 @@ const NOTICES = {
   revoked: "Your session has ended — it was signed out from another device or it expired. Please sign in again.",
   signed_out: "You have signed out.",
   deleted: "Your account has been deleted.",
+  password_reset: "Your password was reset and every device was signed out. Sign in with your new password.",
 };
-const VIEWS = { "/": "account", "/signin": "signin", "/signup": "signup" };
+const VIEWS = {
+  "/": "account",
+  "/signin": "signin",
+  "/signup": "signup",
+  "/forgot-password": "forgot",
+  "/reset-password": "reset",
+  "/verify-email": "verify",
+};
+const TITLES = {
+  signin: "Sign in",
+  signup: "Create an account",
+  account: "Your account",
+  forgot: "Reset your password",
+  reset: "Choose a new password",
+  verify: "Confirm your address",
+};
+const INVALID_LINK = "This link is invalid or has expired";
 
 let view = null;
 let poll = 0;
@@ -23,11 +41,13 @@ let me = null;
 function show(name, { focus = true } = {}) {
   view = name;
   $("loading").hidden = true;
-  for (const id of ["signin", "signup", "account"]) $(`view-${id}`).hidden = id !== name;
+  for (const id of Object.keys(TITLES)) $(`view-${id}`).hidden = id !== name;
   $("header-account").hidden = name !== "account";
-  document.title = { signin: "Sign in", signup: "Create an account", account: "Your account" }[name] + " · sessionward";
+  document.title = `${TITLES[name]} · sessionward`;
   if (focus) {
-    const first = name === "account" ? $("account-title") : $(`${name}-form`).querySelector("input");
+    const form = $(`${name}-form`);
+    const first = name === "account" || form.hidden ? $(`${name}-title`) : form.querySelector("input");
+    first.setAttribute("tabindex", "-1");
     if (name === "account") $("account-title").setAttribute("tabindex", "-1");
     first.focus();
   }
@@ -55,7 +75,65 @@ async function route() {
     notice.hidden = !NOTICES[reason];
     notice.classList.toggle("warning", reason === "revoked");
   }
+  if (name === "reset" || name === "verify") {
+    link = takeFragment() ?? link;
+    if (name === "verify") return openVerify();
+    if (!link?.token) {
+      show("reset", { focus: false });
+      formError("reset-error", { message: `${INVALID_LINK}. Ask for a new one below.` });
+      return;
+    }
+  }
   show(name);
+}
+
+// ---------------------------------------------------------------- links from mails
+
+let link = null;
+
+/** The token of a mail's link: it comes in the fragment (never sent to a server or in a Referer), and is taken
+ * out of the address bar at once so it does not stay in the history. */
+function takeFragment() {
+  const params = new URLSearchParams(location.hash.slice(1));
+  if (!location.hash) return null;
+  history.replaceState(null, "", location.pathname);
+  const change = params.get("change");
+  return change ? { token: change, change: true } : { token: params.get("token"), change: false };
+}
+
+async function openVerify() {
+  const title = $("verify-title");
+  const notice = $("verify-notice");
+  $("verify-continue").hidden = true;
+  $("verify-form").hidden = true;
+  notice.hidden = true;
+  show("verify", { focus: false });
+  if (!link?.token) {  // no link: the page to ask for one (a sign-in refused for an unverified address leads here)
+    title.textContent = "Confirm your address";
+    $("verify-form").hidden = false;
+    $("verify-email").focus();
+    return;
+  }
+  try {
+    const { token, change } = link;
+    const user = change ? await auth.email.confirmChange(token) : await auth.email.verify(token);
+    link = null;
+    me = null;
+    title.textContent = "Address confirmed";
+    notice.textContent = change ? `Your account's address is now ${user.email}.` : `${user.email} is verified. Thank you.`;
+    notice.classList.remove("warning");
+    $("verify-continue").hidden = false;
+  } catch (error) {
+    title.textContent = "This link didn't work";
+    notice.textContent = error instanceof ApiError && error.status === 409
+      ? "That address now belongs to another account."
+      : `${INVALID_LINK}.`;
+    notice.classList.add("warning");
+    $("verify-form").hidden = false;
+  }
+  notice.hidden = false;
+  title.setAttribute("tabindex", "-1");
+  title.focus();
 }
 
 // ---------------------------------------------------------------- forms
@@ -103,7 +181,12 @@ function handle(formId, errorId, work) {
 
 // A successful sign-in opens the account page through the "signed_in" event (as in the other tabs).
 handle("signin-form", "signin-error", async (data) => {
-  await auth.signIn(data.get("email"), data.get("password"));
+  try {
+    await auth.signIn(data.get("email"), data.get("password"));
+  } catch (error) {
+    $("signin-verify").hidden = !(error instanceof ApiError && error.status === 403);
+    throw error;
+  }
   $("signin-form").reset();
 });
 
@@ -118,6 +201,52 @@ handle("password-form", "password-error", async (data) => {
   $("password-form").reset();
   notify("Password changed. Your other devices were signed out.");
   await loadAccount();
+});
+
+handle("forgot-form", "forgot-error", async (data) => {
+  await auth.requestPasswordReset(data.get("email"));
+  const notice = $("forgot-notice");
+  notice.textContent = `If ${data.get("email")} belongs to an account, a link to reset its password is on its way.`;
+  notice.hidden = false;
+  $("forgot-form").reset();
+});
+
+handle("reset-form", "reset-error", async (data) => {
+  if (!link?.token) throw new ApiError(400, { message: `${INVALID_LINK}. Ask for a new one below.` });
+  try {
+    await auth.resetPassword(link.token, data.get("new_password"));
+  } catch (error) {
+    if (error instanceof ApiError && error.message === INVALID_LINK) link = null;
+    throw error;
+  }
+  link = null;
+  location.replace("/signin?reason=password_reset");
+});
+
+handle("verify-form", "verify-error", async (data) => {
+  await auth.email.requestVerification(data.get("email"));
+  $("verify-notice").textContent = `If ${data.get("email")} needs it, a new link is on its way.`;
+  $("verify-notice").classList.remove("warning");
+  $("verify-form").reset();
+});
+
+handle("email-form", "email-error", async (data) => {
+  await auth.email.change(data.get("new_email"), data.get("password"));
+  notify(`We sent a link to ${data.get("new_email")}. Your address changes once you open it.`);
+  $("email-form").reset();
+});
+
+$("verify-resend").addEventListener("click", async () => {
+  const button = $("verify-resend");
+  button.disabled = true;
+  try {
+    await auth.email.requestVerification(me.email);
+    notify(`A new link is on its way to ${me.email}.`);
+  } catch (error) {
+    notify(error.message);
+  } finally {
+    button.disabled = false;
+  }
 });
 
 handle("delete-form", "delete-error", async (data) => {
@@ -258,6 +387,11 @@ const EVENTS = {
   ip_changed: ["globe", "Session used from a new IP address"],
   password_changed: ["key", "Password changed"],
   token_revoked: ["signout", "Token revoked"],
+  email_verified: ["user", "Email address verified"],
+  password_reset_requested: ["key", "Password reset link requested"],
+  password_reset: ["key", "Password reset: every device was signed out", "warn"],
+  email_change_requested: ["user", "Email change requested"],
+  email_changed: ["user", "Email address changed"],
 };
 
 function eventTitle(event) {
@@ -268,6 +402,8 @@ function eventTitle(event) {
     return details.by_admin ? `An administrator signed out ${details.revoked} devices` : `Signed out of ${count}`;
   }
   if (event.type === "logout" && details.all) return "Signed out everywhere";
+  if (event.type === "email_changed" && details.new) return `Email address changed to ${details.new}`;
+  if (event.type === "email_change_requested" && details.new) return `Email change to ${details.new} requested`;
   return title;
 }
 
@@ -322,6 +458,10 @@ async function openAccount() {
     if (me === null) me = await auth.getUser();
     $("account-email").textContent = me.email;
     $("header-email").textContent = me.email;
+    $("email-current").textContent = me.email;
+    $("email-state").textContent = me.email_verified_at ? "Verified" : "Not verified";
+    $("verify-banner").hidden = Boolean(me.email_verified_at);
+    $("verify-banner-email").textContent = me.email;
     for (const id of ["password-username", "delete-username"]) $(id).value = me.email;
     await loadAccount();
     show("account", { focus: view !== null });

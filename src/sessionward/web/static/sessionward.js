@@ -367,6 +367,29 @@ var Client = class {
       json: { current_password: currentPassword, new_password: newPassword }
     });
   }
+  // ------------------------------------------------------------ account email
+  /** Asks for a password-reset link; the service answers the same whether or not the address has an account. */
+  async requestPasswordReset(email) {
+    await parse(await this.send("/password/forgot", { method: "POST", json: { email } }));
+  }
+  /** Sets a new password with the token of a reset link (its fragment); every session of the account ends. */
+  async resetPassword(token, newPassword) {
+    await parse(await this.send("/password/reset", { method: "POST", json: { token, new_password: newPassword } }));
+  }
+  email = {
+    /** Asks for a verification link (no sign-in needed); the same answer for any address. */
+    requestVerification: async (email) => {
+      await parse(await this.send("/email/verification", { method: "POST", json: { email } }));
+    },
+    /** Verifies the address with the token of a verification link. */
+    verify: async (token) => (await parse(await this.send("/email/verify", { method: "POST", json: { token } }))).data.user,
+    /** Sends a confirmation to the new address (and a notice to the old one); nothing changes until confirmed. */
+    change: async (newEmail, password) => {
+      await this.api("/email/change", { method: "POST", json: { new_email: newEmail, password } });
+    },
+    /** Confirms an address change with the token of the link sent to the new address. */
+    confirmChange: async (token) => (await parse(await this.send("/email/change/confirm", { method: "POST", json: { token } }))).data.user
+  };
   async deleteAccount(password) {
     await this.api("/me", { method: "DELETE", json: { password } });
     if (this.mode === "body") await this.storage.removeItem(this.storageKey);
