@@ -85,6 +85,9 @@ ENV = {
 SHOTS = [  # (file stem, path)
     ("signin", "/signin"),
     ("signup", "/signup"),
+    ("forgot", "/forgot-password"),
+    ("reset", "/reset-password#token=the-token-of-a-reset-mail"),
+    ("verify", "/verify-email"),
     ("account", "/"),
 ]
 SIZES = {  # viewport, device pixel ratio, the browser it stands for

@@ -460,6 +460,7 @@ async function openAccount() {
     $("header-email").textContent = me.email;
     $("email-current").textContent = me.email;
     $("email-state").textContent = me.email_verified_at ? "Verified" : "Not verified";
+    $("email-state").classList.toggle("warn", !me.email_verified_at);
     $("verify-banner").hidden = Boolean(me.email_verified_at);
     $("verify-banner-email").textContent = me.email;
     for (const id of ["password-username", "delete-username"]) $(id).value = me.email;
