@@ -33,7 +33,11 @@ types: $(VENV)/.dev-installed
 # The suite runs on SQLite, then on PostgreSQL (127.0.0.1:5432, TEST_POSTGRES_URL) when it is reachable;
 # REQUIRE_POSTGRES=1 (CI) makes an unreachable PostgreSQL a failure. Coverage counts both passes (some statements
 # are PostgreSQL's own); the 100 % gate needs both, so without PostgreSQL it is reported, not enforced.
+# The browser tests drive Debian's Chromium (never a downloaded one): without it they would fail one by one.
+CHROMIUM_CHECK := [ -x /usr/bin/chromium ] || { echo "the browser tests need Chromium at /usr/bin/chromium: apt-get install -y chromium"; exit 1; }
+
 pytest: $(VENV)/.dev-installed
+	@$(CHROMIUM_CHECK)
 	$(BIN)/coverage erase
 	$(BIN)/pytest -n 2 --cov --cov-report= $(PYTEST_ARGS)
 	@if [ -n "$$REQUIRE_POSTGRES" ] || $(BIN)/python -c "import socket; socket.create_connection(('127.0.0.1', 5432), 1)" 2>/dev/null; then \

@@ -300,6 +300,8 @@ def test_cleanup_prints_the_count_per_table(migrated: dict[str, str]) -> None:
         "sessions": "1",
         "token_blacklist": "0",
         "audit_events": "2",
+        "mail_tokens": "0",
+        "outbox": "0",
         "sealed_successors_wiped": "0",
     }
     again = run(migrated, "cleanup")

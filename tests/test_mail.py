@@ -53,6 +53,8 @@ async def test_registration_mails_a_verification_link_that_verifies_the_address(
     client: httpx.AsyncClient, users: Users, ctx: Context, smtp: SmtpServer
 ) -> None:
     email = await users.register("ada@example.com")
+    before = await users.login(email)
+    assert (await client.get(f"{API}/me", headers=before.auth)).json()["data"]["user"]["email_verified_at"] is None
     await deliver(ctx)
     [mail] = smtp.inbox.to(email)
     assert mail["Subject"] == "Confirm your email address"
@@ -66,6 +68,8 @@ async def test_registration_mails_a_verification_link_that_verifies_the_address(
     response = await client.post(f"{API}/email/verify", json={"token": token_in(mail)})
     assert response.status_code == 200, response.text
     assert response.json()["data"]["user"]["email_verified_at"] is not None
+    me = await client.get(f"{API}/me", headers=before.auth)
+    assert me.json()["data"]["user"]["email_verified_at"] is not None
     again = await client.post(f"{API}/email/verify", json={"token": token_in(mail)})
     assert again.status_code == 400
     assert again.json()["message"] == "This link is invalid or has expired"
@@ -202,6 +206,8 @@ async def test_email_change_confirms_at_the_new_address_and_tells_the_old_one(
     response = await client.post(f"{API}/email/change/confirm", json={"token": token_in(confirm)})
     assert response.status_code == 200, response.text
     user = response.json()["data"]["user"]
+    me = await client.get(f"{API}/me", headers=login.auth)  # this process's cached view of the session followed
+    assert me.json()["data"]["user"]["email"] == new
     assert user["email"] == new
     assert user["email_verified_at"] is not None
     assert (await client.post(f"{API}/email/change/confirm", json={"token": token_in(confirm)})).status_code == 400

@@ -80,7 +80,7 @@ async def test_a_temporary_refusal_is_retried_and_a_permanent_one_is_not(
     assert smtp.inbox.to(second) == []
     one, two = await rows(ctx)
     assert (one.outcome, one.attempts) == ("sent", 2)
-    assert (two.outcome, two.attempts, two.last_error) == ("failed", 1, "550 5.1.1 no such mailbox")
+    assert (two.outcome, two.attempts, two.detail) == ("failed", 1, "550 5.1.1 no such mailbox")
 
 
 async def test_retries_go_on_for_24_hours_with_growing_waits_then_the_mail_is_failed(
@@ -211,3 +211,30 @@ async def test_cleanup_removes_finished_rows_and_expired_tokens_after_the_retent
     assert left.done_at is None
     async with ctx.db.read() as conn:
         assert (await conn.execute(select(mail_tokens))).all() == []
+
+
+async def test_a_deployers_template_replaces_the_built_in_one_and_a_broken_one_fails_only_its_mail(
+    tmp_path: Path, make_settings: Any, clock: FrozenClock, smtp: SmtpServer
+) -> None:
+    templates = tmp_path / "templates"
+    templates.mkdir()
+    (templates / "verify_email.txt").write_text("Subject: Welcome to Example\n\nConfirm here: {{ link }}\n")
+    (templates / "reset_password.txt").write_text("Subject: Reset\n\n{{ no_such_value }}\n")
+    ctx = Context.build(make_settings(smtp_url=smtp.url, mail_templates_dir=templates), clock=clock)
+    try:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(ctx)), base_url="http://t") as c:
+            await c.post(f"{API}/register", json={"email": "a@example.com", "password": "x" * 12})
+            await c.post(f"{API}/password/forgot", json={"email": "a@example.com"})
+            await c.post(f"{API}/register", json={"email": "b@example.com", "password": "x" * 12})
+        await deliver(ctx)
+        assert [m["Subject"] for m in smtp.inbox.messages] == ["Welcome to Example", "Welcome to Example"]
+        assert token_in(smtp.inbox.messages[0])
+        html = smtp.inbox.messages[0].get_body(preferencelist=("html",))
+        assert html is not None  # the HTML part is still the built-in one
+        assert [(r.outcome, r.detail) for r in await rows(ctx)] == [
+            ("sent", "2.0.0 OK queued"),
+            ("failed", "cannot compose: UndefinedError"),
+            ("sent", "2.0.0 OK queued"),
+        ]
+    finally:
+        await ctx.close()

@@ -122,7 +122,7 @@ def test_change_password_signs_out_the_other_devices(device: Callable[..., Devic
     phone = api.login(email, IPHONE)
     page = device().sign_in(email)
     page.get_by_label("Current password").fill(PASSWORD)
-    page.get_by_label("New password").fill("a brand new passphrase")
+    page.get_by_role("region", name="Change password").get_by_label("New password").fill("a brand new passphrase")
     page.get_by_role("button", name="Change password").click()
     expect(page.locator("#account-notice")).to_have_text("Password changed. Your other devices were signed out.")
     expect(page.locator("#events li[data-type=password_changed]")).to_contain_text("Password changed")

@@ -16,6 +16,7 @@ from sessionward.clock import iso
 from sessionward.config import Environment, Settings
 from sessionward.context import Context
 from sessionward.db import Record
+from sessionward.errors import AppError
 from sessionward.mail import store
 from sessionward.mail.messages import Messages
 from sessionward.mail.outgoing import LINKS, PURPOSE_OF, Purpose, Template
@@ -55,7 +56,14 @@ class MailDelivery:
             for index, row in enumerate(rows):
                 if not leased():
                     return
-                ready = await self._prepare(row)
+                try:
+                    ready = await self._prepare(row)
+                except AppError:
+                    raise  # the database is down: the round ends, the rows are released and tried again
+                except Exception as exc:  # noqa: BLE001 - a mail that cannot be made (a template of a deployer's that
+                    # fails to render, a row written by another version) is failed, not retried for ever
+                    yield row, Result(Outcome.FAILED, f"cannot compose: {type(exc).__name__}")
+                    continue
                 if ready is None:
                     yield row, Result(Outcome.SKIPPED)
                     continue

@@ -70,6 +70,7 @@ async def verify_email(ctx: Context, *, token: str) -> dict[str, Any]:
     async with ctx.db.transaction() as tx:
         user, _ = await _redeem(tx, token=token, purpose=Purpose.VERIFY_EMAIL, now=now)
         verified = await users.mark_verified(tx.conn, user_id=user.id, now=now)
+        tx.after_commit.append(lambda: ctx.cache.forget_user(user.id))
         await store.forget_all(tx.conn, user_id=user.id, purpose=Purpose.VERIFY_EMAIL.value)
         await record(tx.conn, user_id=user.id, type=EventType.EMAIL_VERIFIED, now=now)
     return users.public(verified)
@@ -140,6 +141,7 @@ async def confirm_email_change(ctx: Context, *, token: str) -> dict[str, Any]:
             if await users.find(tx.conn, email=new_email) is not None:
                 raise AppError(ErrorCode.CONFLICT, TAKEN)
             changed = await users.mark_verified(tx.conn, user_id=user.id, now=now, email=new_email)
+            tx.after_commit.append(lambda: ctx.cache.forget_user(user.id))
             for purpose in Purpose:  # links sent to the old address, or other new ones, die with the change
                 await store.forget_all(tx.conn, user_id=user.id, purpose=purpose.value)
             details = {"old": user.email, "new": new_email}

@@ -67,9 +67,10 @@ class SmtpSession:
         except aiosmtplib.SMTPRecipientsRefused as exc:
             refused = exc.recipients[0]
             raise Refused(refused.code, refused.message) from None
-        except aiosmtplib.SMTPAuthenticationError as exc:
-            raise Unreachable(f"login refused: {exc.code}") from None
-        except (aiosmtplib.SMTPSenderRefused, aiosmtplib.SMTPDataError) as exc:
+        except (aiosmtplib.SMTPAuthenticationError, aiosmtplib.SMTPSenderRefused) as exc:
+            # The login or MAIL_FROM refused: no mail can go until the configuration is fixed, none is given up on.
+            raise Unreachable(f"{exc.code} {exc.message}") from None
+        except aiosmtplib.SMTPDataError as exc:
             raise Refused(exc.code, exc.message) from None
         except (aiosmtplib.SMTPException, OSError) as exc:
             self._connected = False

@@ -48,7 +48,7 @@ class Outcome(StrEnum):
 @dataclass(frozen=True, slots=True)
 class Result:
     outcome: Outcome
-    error: str | None = None
+    detail: str | None = None  # the receiver's answer, or why it failed
 
 
 class Handler(Protocol):
@@ -145,17 +145,17 @@ class Sender:
         """Record what became of rows: sent, skipped, failed, or due again after a backoff."""
         now = self.clock.now()
         for row, result in done:
-            error = result.error[:200] if result.error else None
+            detail = result.detail[:200] if result.detail else None
             outcome = result.outcome
             if outcome is Outcome.RETRY:
                 due_at = next_attempt(created_at=row.created_at, attempts=row.attempts + 1, now=now)
                 if due_at is not None:
-                    await store.retry(conn, row_id=row.id, owner=self.owner, due_at=due_at, error=error or "")
+                    await store.retry(conn, row_id=row.id, owner=self.owner, due_at=due_at, detail=detail or "")
                     continue
                 outcome = Outcome.FAILED
             attempted = outcome is not Outcome.SKIPPED
             await store.finish(
-                conn, row_id=row.id, owner=self.owner, now=now, outcome=outcome, error=error, attempted=attempted
+                conn, row_id=row.id, owner=self.owner, now=now, outcome=outcome, detail=detail, attempted=attempted
             )
             if outcome is Outcome.FAILED:
-                log.warning("outbox row failed", extra={"outbox_id": row.id, "kind": row.kind, "error": error})
+                log.warning("outbox row failed", extra={"outbox_id": row.id, "kind": row.kind, "detail": detail})

@@ -60,7 +60,7 @@ def _leased(row_id: int, owner: str) -> Any:
 
 
 async def finish(
-    conn: AsyncConnection, *, row_id: int, owner: str, now: datetime, outcome: str, error: str | None, attempted: bool
+    conn: AsyncConnection, *, row_id: int, owner: str, now: datetime, outcome: str, detail: str | None, attempted: bool
 ) -> None:
     stmt = (
         update(outbox)
@@ -68,7 +68,7 @@ async def finish(
         .values(
             done_at=now,
             outcome=outcome,
-            last_error=error,
+            detail=detail,
             leased_until=None,
             attempts=outbox.c.attempts + int(attempted),
         )
@@ -76,11 +76,11 @@ async def finish(
     await conn.execute(stmt)
 
 
-async def retry(conn: AsyncConnection, *, row_id: int, owner: str, due_at: datetime, error: str) -> None:
+async def retry(conn: AsyncConnection, *, row_id: int, owner: str, due_at: datetime, detail: str) -> None:
     stmt = (
         update(outbox)
         .where(_leased(row_id, owner))
-        .values(due_at=due_at, last_error=error, leased_until=None, lease_owner=None, attempts=outbox.c.attempts + 1)
+        .values(due_at=due_at, detail=detail, leased_until=None, lease_owner=None, attempts=outbox.c.attempts + 1)
     )
     await conn.execute(stmt)
 

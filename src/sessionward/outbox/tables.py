@@ -21,7 +21,7 @@ outbox = Table(
     Column("lease_owner", String(32), nullable=True),
     Column("done_at", UTCDateTime, nullable=True),
     Column("outcome", String(16), nullable=True),
-    Column("last_error", String(200), nullable=True),
+    Column("detail", String(200), nullable=True),
     Index(None, "done_at"),
 )
 # What a sender looks for: the rows still to deliver, by when they are due.

@@ -68,6 +68,11 @@ class RevocationCache:
         if state is not None and state.last_activity < now:
             state.last_activity = now
 
+    def forget_user(self, user_id: int) -> None:
+        """The user's account changed (its address, its verification): their sessions' states are read anew, here
+        at once and elsewhere within the TTL. Rare, so a walk over the entries is cheap enough."""
+        self._states = {sid: state for sid, state in self._states.items() if state.user_id != user_id}
+
     def revoke_sessions(self, session_ids: Iterable[str], *, remote: bool = False) -> None:
         session_ids = list(session_ids)
         if self.publish is not None and not remote and session_ids:

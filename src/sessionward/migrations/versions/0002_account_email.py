@@ -32,7 +32,7 @@ def upgrade() -> None:
         sa.Column("lease_owner", sa.String(length=32), nullable=True),
         sa.Column("done_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("outcome", sa.String(length=16), nullable=True),
-        sa.Column("last_error", sa.String(length=200), nullable=True),
+        sa.Column("detail", sa.String(length=200), nullable=True),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_outbox")),
     )
     with op.batch_alter_table("outbox", schema=None) as batch_op:
