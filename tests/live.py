@@ -63,7 +63,8 @@ class LiveServer:
                     return self
             except httpx.TransportError:
                 time.sleep(0.1)
-        raise RuntimeError("server did not become ready")
+        self.stop(signal.SIGKILL)  # no server left behind to poll a database that is dropped later
+        raise RuntimeError(f"server did not become ready in {timeout:.0f} s")
 
     def stop(self, sig: signal.Signals = signal.SIGTERM) -> None:
         if self.process is None:

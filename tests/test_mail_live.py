@@ -43,9 +43,9 @@ def test_two_processes_sharing_one_outbox_send_each_mail_once(
     servers = [
         LiveServer(tmp_path, database_url=database_url, workers=2, env={**ENV, "SMTP_URL": smtp.url}) for _ in range(2)
     ]
-    with ThreadPoolExecutor(2) as pool:
-        list(pool.map(lambda s: s.start(), servers))
     try:
+        with ThreadPoolExecutor(2) as pool:
+            list(pool.map(lambda s: s.start(), servers))
         emails = [f"user{n}@example.com" for n in range(120)]
         with ThreadPoolExecutor(8) as pool:
             list(pool.map(lambda n: register(servers[n % 2], emails[n]), range(len(emails))))

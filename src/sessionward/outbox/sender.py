@@ -101,7 +101,10 @@ class Sender:
             try:
                 full = await self.deliver_due()
             except Exception as exc:  # noqa: BLE001 - a failed round (database down) is logged; the next tries again
-                log.warning("outbox round failed", extra={"exc_type": type(exc).__name__})
+                # The type and SQLSTATE only: a database error's text carries the statement's parameters.
+                cause = getattr(exc, "orig", None) or exc.__cause__
+                sqlstate = getattr(cause, "sqlstate", None) or getattr(cause, "pgcode", None)
+                log.warning("outbox round failed", extra={"exc_type": type(exc).__name__, "sqlstate": sqlstate})
                 full = False
             if not full:
                 self._wake.clear()
