@@ -1,13 +1,14 @@
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated
 
 from email_validator import EmailNotValidError, validate_email
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictStr, WithJsonSchema
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PlainValidator, StrictBool, StrictStr, WithJsonSchema
 
 from sessionward.schemas import NO_NUL
+from sessionward.users.hashes import HashFormat, identify
 
 
 class Role(StrEnum):
@@ -76,3 +77,39 @@ class UserOut(BaseModel):
     role: Role
     email_verified_at: datetime | None
     created_at: datetime
+
+
+# --------------------------------------------------------------------------- import (apps/importing.py)
+
+
+def _known_hash(value: str) -> str:
+    identify(value)  # UnsupportedHash is a ValueError: pydantic reports its message
+    return value
+
+
+def _instant(value: object) -> datetime:
+    if not isinstance(value, str):
+        raise ValueError("must be an ISO 8601 date and time")
+    try:
+        instant = datetime.fromisoformat(value)
+    except ValueError as exc:
+        raise ValueError("must be an ISO 8601 date and time") from exc
+    # Without an offset, a time is taken as UTC (what exports from databases mostly mean).
+    return instant.replace(tzinfo=UTC) if instant.tzinfo is None else instant.astimezone(UTC)
+
+
+class ImportedUser(BaseModel):
+    """One line of the import file (API.md "Existing apps"); other keys are ignored."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    email: Email
+    password_hash: Annotated[StrictStr, Field(max_length=1024), AfterValidator(_known_hash)]
+    name: Annotated[StrictStr, Field(max_length=200, pattern=NO_NUL)] | None = None
+    role: Role = Role.USER
+    email_verified: StrictBool = False
+    created_at: Annotated[datetime, PlainValidator(_instant)] | None = None
+
+    @property
+    def hash_format(self) -> HashFormat:
+        return identify(self.password_hash)
