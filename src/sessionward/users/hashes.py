@@ -102,8 +102,8 @@ def _scrypt_memory(n: int, r: int, p: int) -> int:
 
 
 _SCHEMES = (
-    _Scheme(HashFormat.ARGON2, "argon2", ("$argon2",), _ARGON2, _argon2_cost),
-    _Scheme(HashFormat.BCRYPT, "bcrypt", ("$2",), _BCRYPT, _bcrypt_cost),
+    _Scheme(HashFormat.ARGON2, "argon2", ("$argon2id$", "$argon2i$"), _ARGON2, _argon2_cost),
+    _Scheme(HashFormat.BCRYPT, "bcrypt", ("$2a$", "$2b$", "$2y$"), _BCRYPT, _bcrypt_cost),
     _Scheme(HashFormat.DJANGO_PBKDF2_SHA256, "Django pbkdf2_sha256", ("pbkdf2_sha256$",), _DJANGO, _pbkdf2_cost),
     _Scheme(
         HashFormat.WERKZEUG_PBKDF2_SHA256, "Werkzeug pbkdf2:sha256", ("pbkdf2:sha256:",), _WERKZEUG_PBKDF2, _pbkdf2_cost
