@@ -21,6 +21,9 @@ import httpx
 import pytest
 from argon2 import PasswordHasher, Type
 from django.conf import settings as django_settings
+from hypothesis import given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 from sqlalchemy import text
 from werkzeug.security import generate_password_hash
 
@@ -29,6 +32,7 @@ from sessionward.apps.importing import Summary, import_users
 from sessionward.context import Context
 from sessionward.users import store
 from sessionward.users.hashes import BCRYPT_MAX_PASSWORD_BYTES, UnsupportedHash, identify, verify_foreign
+from sessionward.users.models import normalise_email, normalise_imported_email
 from tests.conftest import API, TEST_ENV, unused_port
 
 if not django_settings.configured:
@@ -156,6 +160,52 @@ def test_a_django_hash_of_few_iterations_is_verified_with_them() -> None:
     assert identify(made) == "django_pbkdf2_sha256"
     assert verify_foreign(made, "secret")
     assert not verify_foreign(made, "Secret")
+
+
+def _normalised(normalise: Callable[[str], str], address: str) -> str:
+    try:
+        return normalise(address)
+    except ValueError as exc:
+        return f"refused: {exc}"
+
+
+ADDRESSES = [
+    "Plain@Example.com",
+    "  spaced@example.com ",
+    "dots.in.the@middle.example",
+    ".leading@example.com",
+    "double..dot@example.com",
+    "trailing.@example.com",
+    "o'hara+tag@example.com",
+    '"quoted"@example.com',
+    "a@b@example.com",
+    "üñí@example.com",
+    "user@bücher.example",
+    "user@-bad-.example",
+    "user@example",
+    "user@localhost",
+    "user@[127.0.0.1]",
+    "user@example..com",
+    "user@" + "a" * 64 + ".example",
+    "x" * 64 + "@example.com",
+    "x" * 65 + "@example.com",
+    "x" * 200 + "@" + "d" * 50 + ".com",
+    "postmaster@example.com",
+    "no-at-sign",
+    "@example.com",
+    "user@",
+]
+
+
+@pytest.mark.parametrize("address", ADDRESSES)
+def test_the_import_accepts_exactly_the_addresses_registration_does(address: str) -> None:
+    assert _normalised(normalise_imported_email, address) == _normalised(normalise_email, address)
+
+
+@given(st.one_of(st.emails(), st.text(alphabet="ab.@-+_'\"ü ", max_size=30)))
+@hypothesis_settings(max_examples=300, deadline=None)
+def test_the_quick_email_check_agrees_with_the_full_one(address: str) -> None:
+    assert _normalised(normalise_imported_email, address) == _normalised(normalise_email, address)
 
 
 # --------------------------------------------------------------------------- bad lines

@@ -104,7 +104,11 @@ async def _commit(ctx: Context, entries: list[ImportedUser], *, update: bool, su
     now = ctx.clock.now()
     async with ctx.db.transaction() as tx:
         inserted, replaced = await users.import_batch(tx.conn, entries, update=update, now=now)
-        formats = {entry.email: entry.hash_format.value for entry in entries}
+        formats = {
+            entry.email: entry.hash_format.value
+            for entry in entries
+            if entry.email in inserted or entry.email in replaced
+        }
         details: dict[int, dict[str, object]] = {
             user_id: {"hash_format": formats[email]} for email, user_id in inserted.items()
         }

@@ -16,8 +16,6 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 import bcrypt
-from argon2 import extract_parameters
-from argon2.exceptions import InvalidHashError
 
 
 class HashFormat(StrEnum):
@@ -44,7 +42,7 @@ BCRYPT_MAX_PASSWORD_BYTES = 72
 _B64 = "[A-Za-z0-9+/]"
 _SALT = r"([\x21-\x23\x25-\x7e]{1,128})"  # printable ASCII but `$`: what Django and Werkzeug write
 _ARGON2 = re.compile(
-    rf"\$argon2(?:id|i)\$v=19\$m=[0-9]{{1,10}},t=[0-9]{{1,10}},p=[0-9]{{1,3}}\${_B64}{{11,}}\${_B64}{{16,}}"
+    rf"\$argon2(?:id|i)\$v=19\$m=([0-9]{{1,10}}),t=([0-9]{{1,10}}),p=([0-9]{{1,3}})\${_B64}{{11,}}\${_B64}{{16,}}"
 )
 _BCRYPT = re.compile(r"\$2[aby]\$([0-9]{2})\$[./A-Za-z0-9]{53}")
 # Django: pbkdf2_sha256$<iterations>$<salt>$<base64 of the 32-byte PBKDF2-HMAC-SHA256>
@@ -64,14 +62,11 @@ class _Scheme:
 
 
 def _argon2_cost(match: re.Match[str]) -> str | None:
-    try:
-        params = extract_parameters(match.string)
-    except InvalidHashError:
-        return "malformed argon2 hash"
-    if params.memory_cost > MAX_ARGON2_MEMORY_KIB or params.time_cost > MAX_ARGON2_TIME_COST:
+    memory_kib, time_cost, parallelism = int(match[1]), int(match[2]), int(match[3])
+    if not 1 <= parallelism <= MAX_PARALLELISM or time_cost < 1 or memory_kib < 8 * parallelism:
+        return "malformed argon2 hash"  # RFC 9106 §3.1: p in 1..2^24-1 (bounded lower here), m >= 8p, t >= 1
+    if memory_kib > MAX_ARGON2_MEMORY_KIB or time_cost > MAX_ARGON2_TIME_COST:
         return "argon2 hash too costly to verify"
-    if not 1 <= params.parallelism <= MAX_PARALLELISM or params.time_cost < 1:
-        return "malformed argon2 hash"
     return None
 
 
