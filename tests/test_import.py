@@ -481,3 +481,13 @@ def test_a_database_that_is_down_stops_the_import_and_says_so(cli_env: dict[str,
     assert "Traceback" not in result.stderr
     assert result.stdout.startswith("imported 0, updated 0, skipped 0, rejected 0 before it stopped; run it again")
     assert result.stderr == "sessionward: Service temporarily unavailable, please retry\n"
+
+
+def test_the_command_has_help(cli_env: dict[str, str]) -> None:
+    users = subprocess.run([SCRIPT, "users", "--help"], env=cli_env, capture_output=True, text=True, check=False)
+    assert users.returncode == 0
+    assert "import" in users.stdout
+    own = cli(cli_env, "--help")
+    assert own.returncode == 0
+    assert "FILE" in own.stdout
+    assert "--update" in own.stdout
