@@ -178,7 +178,9 @@ def users_create(
 
 @users_app.command("import")
 def users_import(
-    file: Annotated[Path, typer.Argument(help="JSON Lines, one user a line (README: Importing users).")],
+    file: Annotated[
+        Path, typer.Argument(metavar="FILE", help="JSON Lines, one user a line (README: Importing users).")
+    ],
     update: Annotated[bool, typer.Option("--update", help="Replace users whose email exists (else skipped).")] = False,
 ) -> None:
     """Import users with their password hashes (argon2, bcrypt, Django, Werkzeug); bad lines are reported."""
