@@ -125,6 +125,11 @@ def identify(password_hash: str) -> HashFormat:
     return scheme.format
 
 
+def format_of(password_hash: str) -> HashFormat:
+    """The format of a hash that ``identify`` accepted, by its prefix alone."""
+    return next(scheme.format for scheme in _SCHEMES if password_hash.startswith(scheme.prefixes))
+
+
 def verify_foreign(password_hash: str, password: str) -> bool:
     """Whether ``password`` matches a bcrypt, Django or Werkzeug hash (argon2 is the ``Passwords``' own)."""
     try:

@@ -3,14 +3,14 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime
 from enum import StrEnum
-from functools import cached_property, lru_cache
+from functools import lru_cache
 from typing import Annotated
 
 from email_validator import EmailNotValidError, validate_email
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PlainValidator, StrictBool, StrictStr, WithJsonSchema
 
 from sessionward.schemas import NO_NUL
-from sessionward.users.hashes import HashFormat, identify
+from sessionward.users.hashes import HashFormat, format_of, identify
 
 
 class Role(StrEnum):
@@ -135,6 +135,6 @@ class ImportedUser(BaseModel):
     email_verified: StrictBool = False
     created_at: Annotated[datetime, PlainValidator(_instant)] | None = None
 
-    @cached_property
+    @property
     def hash_format(self) -> HashFormat:
-        return identify(self.password_hash)
+        return format_of(self.password_hash)
