@@ -139,6 +139,11 @@ def test_bcrypt_checks_the_first_72_bytes_as_the_systems_that_made_the_hash_did(
         ("$argon2d$v=19$m=1024,t=1,p=1$c29tZXNhbHQ$aGFzaGhhc2hoYXNoaGFzaA", "unknown password hash format"),
         ("$2b$04$tooshort", "malformed bcrypt hash"),
         ("$2b$31$" + CHEAP_BCRYPT[7:], "bcrypt cost above 16 is too costly to verify"),
+        ("$2b$03$" + CHEAP_BCRYPT[7:], "malformed bcrypt hash"),
+        (CHEAP_BCRYPT[:28] + "A" + CHEAP_BCRYPT[29:], "malformed bcrypt hash"),  # the salt's unused bits set
+        ("$2x$04$" + CHEAP_BCRYPT[7:], "unknown password hash format"),  # crypt_blowfish's buggy variant
+        ("$argon2id$v=19$m=1024,t=0,p=1$c29tZXNhbHQ$aGFzaGhhc2hoYXNoaGFzaA", "malformed argon2 hash"),
+        ("$argon2id$v=16$m=1024,t=1,p=1$c29tZXNhbHQ$aGFzaGhhc2hoYXNoaGFzaA", "malformed argon2 hash"),
         ("pbkdf2_sha256$600000$salt$not-base64", "malformed Django pbkdf2_sha256 hash"),
         ("pbkdf2_sha256$0$salt$" + "A" * 43 + "=", "malformed pbkdf2 hash"),
         ("pbkdf2:sha256$salt$" + "0" * 64, "unknown password hash format"),  # Werkzeug without iterations
@@ -230,8 +235,9 @@ def _bad_lines() -> tuple[bytes, dict[int, str]]:
             b"[1, 2]",  # 13
             {"email": "nohash@example.com"},  # 14
             {"email": "verified@example.com", "email_verified": "yes", **good},  # 15
+            {"email": "epoch@example.com", "created_at": 1700000000, **good},  # 16
         )
-        + json.dumps(  # 16: the last line, without a newline
+        + json.dumps(  # 17: the last line, without a newline
             {
                 "email": "third@example.com",
                 "role": "admin",
@@ -254,6 +260,7 @@ def _bad_lines() -> tuple[bytes, dict[int, str]]:
         13: "Input should be an object",
         14: "password_hash: Field required",
         15: "email_verified: Input should be a valid boolean",
+        16: "created_at: must be an ISO 8601 date and time",
     }
     return data, reasons
 

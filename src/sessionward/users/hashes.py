@@ -44,7 +44,9 @@ _SALT = r"([\x21-\x23\x25-\x7e]{1,128})"  # printable ASCII but `$`: what Django
 _ARGON2 = re.compile(
     rf"\$argon2(?:id|i)\$v=19\$m=([0-9]{{1,10}}),t=([0-9]{{1,10}}),p=([0-9]{{1,3}})\${_B64}{{11,}}\${_B64}{{16,}}"
 )
-_BCRYPT = re.compile(r"\$2[aby]\$([0-9]{2})\$[./A-Za-z0-9]{53}")
+# bcrypt: $2b$<cost>$<22 characters of salt><31 of hash>, in bcrypt's base64 ("./A-Za-z0-9"). The salt's last
+# character carries 2 bits of the 128: one of the 4 characters whose other 4 bits are zero (the library refuses others).
+_BCRYPT = re.compile(r"\$2[aby]\$([0-9]{2})\$[./A-Za-z0-9]{21}[.Oeu][./A-Za-z0-9]{31}")
 # Django: pbkdf2_sha256$<iterations>$<salt>$<base64 of the 32-byte PBKDF2-HMAC-SHA256>
 _DJANGO = re.compile(rf"pbkdf2_sha256\$([0-9]{{1,9}})\${_SALT}\$({_B64}{{43}}=)")
 # Werkzeug's generate_password_hash: <method>$<salt>$<hex digest>
@@ -148,7 +150,7 @@ def _verify_bcrypt(match: re.Match[str], secret: bytes) -> bool:
     # (the bcrypt package refuses a longer one instead). $2y$ is PHP's name for the same algorithm as $2b$.
     try:
         return bcrypt.checkpw(secret[:BCRYPT_MAX_PASSWORD_BYTES], match.string.encode())
-    except ValueError:  # a salt the library refuses (its last character carries unused bits)
+    except ValueError:  # the library refusing what the pattern let through: a failed login, never a 500
         return False
 
 
