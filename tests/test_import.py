@@ -4,15 +4,18 @@ replaced. On SQLite and, with ``--backend postgres``, on PostgreSQL."""
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import os
 import pty
 import resource
+import secrets
 import subprocess
 import sys
 import tracemalloc
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +36,7 @@ from sessionward.context import Context
 from sessionward.users import store
 from sessionward.users.hashes import BCRYPT_MAX_PASSWORD_BYTES, UnsupportedHash, identify, verify_foreign
 from sessionward.users.models import normalise_email, normalise_imported_email
-from tests.conftest import API, TEST_ENV, unused_port
+from tests.conftest import API, POSTGRES_ADMIN_URL, TEST_ENV, _postgres, _with_database, unused_port
 
 if not django_settings.configured:
     django_settings.configure(PASSWORD_HASHERS=["django.contrib.auth.hashers.PBKDF2PasswordHasher"])
@@ -498,3 +501,31 @@ def test_the_command_has_help(cli_env: dict[str, str]) -> None:
     assert own.returncode == 0
     assert "FILE" in own.stdout
     assert "--update" in own.stdout
+
+
+@contextmanager
+def unmigrated_database(backend: str, tmp_path: Path) -> Iterator[str]:
+    if backend != "postgres":
+        yield f"sqlite:///{tmp_path / 'never-migrated.db'}"
+        return
+    name = f"sessionward_unmigrated_{os.getpid()}_{secrets.token_hex(4)}"
+    asyncio.run(_postgres(POSTGRES_ADMIN_URL, f'CREATE DATABASE "{name}"'))
+    try:
+        yield _with_database(POSTGRES_ADMIN_URL, name)
+    finally:
+        asyncio.run(_postgres(POSTGRES_ADMIN_URL, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+def test_a_database_without_its_tables_stops_the_import_rejecting_no_line(
+    cli_env: dict[str, str], tmp_path: Path, backend: str
+) -> None:
+    path = tmp_path / "users.jsonl"
+    path.write_bytes(jsonl({"email": "early@example.com", "password_hash": CHEAP_BCRYPT}))
+    with unmigrated_database(backend, tmp_path) as url:
+        result = cli({**cli_env, "DATABASE_URL": url}, str(path))
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert "line 1" not in result.stderr
+    assert len(result.stderr.splitlines()) == 1
+    if backend == "postgres":
+        assert result.stderr == 'sessionward: database error: relation "users" does not exist\n'

@@ -19,6 +19,7 @@ from sessionward.users import service as users
 from sessionward.users.models import ImportedUser
 
 BATCH_SIZE = 1000
+_REFUSED = (sa_exc.IntegrityError, sa_exc.DataError)
 
 Reject = Callable[[int, str], None]
 """Told each rejected line: its number and the reason."""
@@ -89,13 +90,13 @@ def _entry(
 async def _write(ctx: Context, batch: _Batch, *, update: bool, summary: Summary, reject: Reject) -> None:
     try:
         await _commit(ctx, batch.entries, update=update, summary=summary)
-    except sa_exc.DBAPIError:
+    except _REFUSED:
         # A row the database refuses (its own limit, a constraint): the batch again one line at a time, so
-        # only that line is rejected. A database that is down is an AppError and stops the import instead.
+        # only that line is rejected. A database that is down (an AppError) or not migrated stops the import.
         for number, entry in zip(batch.lines, batch.entries, strict=True):
             try:
                 await _commit(ctx, [entry], update=update, summary=summary)
-            except sa_exc.DBAPIError:
+            except _REFUSED:
                 summary.rejected += 1
                 reject(number, "refused by the database")
 
