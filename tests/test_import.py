@@ -44,7 +44,8 @@ from django.contrib.auth.hashers import PBKDF2PasswordHasher, make_password
 
 SCRIPT = str(Path(sys.executable).parent / "sessionward")
 OLD_PASSWORD = "pässwörd of the old app 🔑"
-CHEAP_BCRYPT = bcrypt.hashpw(b"cheap", bcrypt.gensalt(rounds=4)).decode()
+# A fixed salt: test ids hold this hash, and pytest-xdist needs them alike in every worker.
+CHEAP_BCRYPT = bcrypt.hashpw(b"cheap", b"$2b$04$" + b"sessionwardimporttestu").decode()
 
 
 def _bcrypt(prefix: bytes) -> Callable[[str], str]:
