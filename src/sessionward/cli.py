@@ -1,11 +1,15 @@
-"""``sessionward`` command line: serve, migrate, cleanup, users create, keys rotate."""
+"""``sessionward`` command line: serve, migrate, cleanup, users create / import, keys rotate."""
 
 from __future__ import annotations
 
 import asyncio
 import getpass
+import os
+import sys
 import threading
-from typing import Annotated, NoReturn
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 
@@ -13,6 +17,9 @@ from sessionward.clock import Clock
 from sessionward.config import ConfigError, Settings, load_settings
 from sessionward.errors import AppError
 from sessionward.tokens.keys import KeysError, load_keys, rotate_keys
+
+if TYPE_CHECKING:
+    from sessionward.apps.importing import Summary
 
 app = typer.Typer(help="sessionward: refresh-token and session service.", no_args_is_help=True, add_completion=False)
 users_app = typer.Typer(help="Manage user accounts.", no_args_is_help=True)
@@ -169,6 +176,66 @@ def users_create(
     except AppError as exc:
         _fail(exc.message)
     typer.echo(f"created user {user['id']} <{user['email']}> role={user['role']}")
+
+
+@users_app.command("import")
+def users_import(
+    file: Annotated[
+        Path, typer.Argument(metavar="FILE", help="JSON Lines, one user a line (README: Importing users).")
+    ],
+    update: Annotated[bool, typer.Option("--update", help="Replace users whose email exists (else skipped).")] = False,
+) -> None:
+    """Import users with their password hashes (argon2, bcrypt, Django, Werkzeug); bad lines are reported."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from sessionward.apps.importing import Summary
+
+    settings = _settings()
+    try:
+        stream = file.open("rb")
+    except OSError as exc:
+        _fail(f"cannot read {file}: {exc.strerror}")
+    summary = Summary()
+    with stream:
+        try:
+            _run_import(settings, stream, update=update, summary=summary)
+        except (AppError, SQLAlchemyError, OSError) as exc:
+            typer.echo(f"{summary} before it stopped; run it again to go on (imported emails are skipped)")
+            _fail(_import_error(file, exc))
+    typer.echo(str(summary))
+
+
+def _run_import(settings: Settings, stream: IO[bytes], *, update: bool, summary: Summary) -> None:
+    from sessionward.apps.importing import import_users
+    from sessionward.context import Context
+
+    tty = sys.stderr.isatty()
+    clear = "\r\033[K" if tty else ""  # the progress bar's line, before a rejected line is printed
+
+    def reject(number: int, reason: str) -> None:
+        typer.echo(f"{clear}line {number}: {reason}", err=True)
+
+    async def main(progress: Callable[[], None]) -> None:
+        ctx = Context.build(settings)
+        try:
+            await import_users(ctx, stream, update=update, summary=summary, reject=reject, progress=progress)
+        finally:
+            await ctx.close()
+
+    if not tty:
+        asyncio.run(main(lambda: None))
+        return
+    size = os.fstat(stream.fileno()).st_size
+    with typer.progressbar(length=size, label="importing", file=sys.stderr) as bar:
+        asyncio.run(main(lambda: bar.update(stream.tell() - bar.pos)))
+
+
+def _import_error(file: Path, exc: Exception) -> str:
+    if isinstance(exc, AppError):
+        return exc.message
+    if isinstance(exc, OSError):
+        return f"cannot read {file}: {exc.strerror or type(exc).__name__}"
+    return _database_error(exc)
 
 
 @keys_app.command("rotate")

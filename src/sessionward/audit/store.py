@@ -16,6 +16,11 @@ async def insert_event(conn: AsyncConnection, **values: Any) -> None:
     await conn.execute(insert(audit_events).values(**values))
 
 
+async def insert_events(conn: AsyncConnection, rows: Sequence[dict[str, Any]]) -> None:
+    if rows:
+        await conn.execute(insert(audit_events), list(rows))
+
+
 async def list_events(conn: AsyncConnection, *, user_id: int, limit: int, before: int | None) -> Sequence[Record]:
     stmt = select(
         audit_events.c.id,

@@ -1,4 +1,6 @@
-"""argon2id, off the event loop and bounded, with a dummy verify so unknown emails take as long."""
+"""argon2id, off the event loop and bounded, with a dummy verify so unknown emails take as long.
+
+Imported hashes of other formats (``hashes.py``) are verified in the same pool and always need a rehash."""
 
 from __future__ import annotations
 
@@ -11,7 +13,10 @@ from contextlib import suppress
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
+from sessionward.users.hashes import verify_foreign
+
 _NICE = 19
+_ARGON2 = "$argon2"
 
 
 def _yield_cpu() -> None:
@@ -39,9 +44,12 @@ class Passwords:
         )
 
     def needs_rehash(self, password_hash: str) -> bool:
-        return self._hasher.check_needs_rehash(password_hash)
+        """True for an imported hash of another format, and for argon2 with other parameters (or argon2i)."""
+        return not password_hash.startswith(_ARGON2) or self._hasher.check_needs_rehash(password_hash)
 
     def _verify(self, password_hash: str, password: str, real: bool) -> bool:
+        if not password_hash.startswith(_ARGON2):
+            return verify_foreign(password_hash, password) and real
         try:
             self._hasher.verify(password_hash, password)
         except (VerifyMismatchError, VerificationError, InvalidHashError):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -16,7 +17,7 @@ from sessionward.errors import AppError, ErrorCode, validation
 from sessionward.mail.outgoing import Template, queue
 from sessionward.sessions.devices import Device
 from sessionward.users import store
-from sessionward.users.models import Role
+from sessionward.users.models import ImportedUser, Role
 
 
 def public(row: Record) -> dict[str, Any]:
@@ -133,3 +134,18 @@ async def find(conn: AsyncConnection, *, user_id: int | None = None, email: str 
 async def mark_verified(conn: AsyncConnection, *, user_id: int, now: datetime, email: str | None = None) -> Record:
     """The address counts as verified from ``now`` (kept if it already was); ``email`` replaces the address."""
     return await store.verify_email(conn, user_id, now=now, email=email)
+
+
+# --------------------------------------------------------------------------- import (apps/importing.py)
+
+
+async def import_batch(
+    conn: AsyncConnection, entries: Sequence[ImportedUser], *, update: bool, now: datetime
+) -> tuple[dict[str, int], dict[str, int]]:
+    """A batch of imported users, in the caller's transaction: new emails are inserted, existing ones are
+    replaced with ``update`` and left alone without. The ids inserted and the ids replaced, by email."""
+    taken = await store.ids_by_email(conn, [entry.email for entry in entries])
+    inserted = await store.insert_imported(conn, [entry for entry in entries if entry.email not in taken], now=now)
+    replaced = {entry.email: taken[entry.email] for entry in entries if entry.email in taken} if update else {}
+    await store.replace_imported(conn, [entry for entry in entries if entry.email in replaced], now=now)
+    return inserted, replaced
