@@ -50,7 +50,7 @@ def _clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 
 
 POSTGRES_ADMIN_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
-TABLES = "outbox, mail_tokens, audit_events, token_blacklist, refresh_tokens, sessions, users"
+TABLES = "service_keys, outbox, mail_tokens, audit_events, token_blacklist, refresh_tokens, sessions, users"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

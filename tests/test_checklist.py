@@ -355,7 +355,9 @@ async def protected_operations(client: httpx.AsyncClient) -> list[tuple[str, str
 
 async def call(client: httpx.AsyncClient, method: str, path: str, token: str | None) -> httpx.Response:
     headers = {"authorization": f"Bearer {token}"} if token else {}
-    body = {"json": {}} if method in ("POST", "PUT", "PATCH", "DELETE") else {}
+    body: dict[str, Any] = {"json": {}} if method in ("POST", "PUT", "PATCH", "DELETE") else {}
+    if path.endswith("/introspect"):  # RFC 7662: a form
+        body = {"data": {"token": "any"}}
     return await client.request(method, path, headers=headers, **body)
 
 

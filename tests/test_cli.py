@@ -46,6 +46,8 @@ COMMANDS = [
     (["keys", "rotate"], []),
     (["mail"], ["test"]),
     (["mail", "test"], ["--to"]),
+    (["service-keys"], ["create", "list", "revoke"]),
+    (["service-keys", "create"], ["--name", "--scope"]),
 ]
 
 
@@ -441,3 +443,29 @@ def test_mail_test_without_smtp_url_writes_a_file(cli_env: dict[str, str]) -> No
     assert "via files in" in result.stdout
     [path] = (Path(cli_env["DATA_DIR"]) / "mail").glob("*.eml")
     assert "Subject: sessionward test mail" in path.read_text()
+
+
+# --------------------------------------------------------------------------- service keys
+
+
+def test_service_keys_are_made_listed_and_revoked(migrated: dict[str, str]) -> None:
+    env = migrated
+    made = run(
+        env, "service-keys", "create", "--name", "shop", "--scope", "sessions:issue", "--scope", "tokens:introspect"
+    )
+    assert made.returncode == 0, made.stderr
+    key = made.stdout.strip()
+    assert key.startswith("swk_")
+    assert "created service key 1 (shop): sessions:issue tokens:introspect" in made.stderr
+    listed = run(env, "service-keys", "list")
+    assert listed.stdout.startswith("1\tshop\tsessions:issue tokens:introspect\t")
+    assert key not in listed.stdout
+    assert listed.stdout.rstrip().endswith("active")
+    assert run(env, "service-keys", "revoke", "1").stdout.strip() == "revoked service key 1"
+    again = run(env, "service-keys", "revoke", "1")
+    assert again.returncode == 2
+    assert "no active service key 1" in again.stderr
+    assert "\trevoked " in run(env, "service-keys", "list").stdout
+    bad = run(env, "service-keys", "create", "--name", "x", "--scope", "root")
+    assert bad.returncode == 2
+    assert "unknown scope" in bad.stderr

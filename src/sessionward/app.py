@@ -25,6 +25,7 @@ from starlette.routing import BaseRoute, Match
 
 from sessionward import deps, logs
 from sessionward.admin.routes import router as admin_router
+from sessionward.apps.routes import router as apps_router
 from sessionward.audit.routes import router as audit_router
 from sessionward.config import Settings, load_settings
 from sessionward.context import Context
@@ -49,7 +50,7 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 MAX_BODY = 64 * 1024
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
-_FORM_PATHS = {"/api/v1/auth/revoke"}
+_FORM_PATHS = {"/api/v1/auth/revoke", "/api/v1/auth/introspect"}
 
 REQUESTS = Counter("sessionward_http_requests_total", "HTTP requests", ["method", "route", "status"])
 LATENCY = Histogram(
@@ -289,7 +290,16 @@ def _fastapi(ctx: Context) -> FastAPI:
     )
     app.state.ctx = ctx
     _install_handlers(app)
-    routers = (tokens_router, users_router, mail_router, sessions_router, audit_router, admin_router, web_router)
+    routers = (
+        tokens_router,
+        users_router,
+        mail_router,
+        sessions_router,
+        audit_router,
+        admin_router,
+        apps_router,
+        web_router,
+    )
     for router in routers:
         # The routes join the app's own table as they are (each router's prefix and tags are in them already):
         # FastAPI matches an included router twice per request, once for the router and once for its route.

@@ -1,4 +1,5 @@
-"""``sessionward`` command line: serve, migrate, cleanup, users create / import, keys rotate."""
+"""``sessionward`` command line: serve, migrate, cleanup, users create / import, keys rotate, mail test,
+service-keys."""
 
 from __future__ import annotations
 
@@ -7,9 +8,9 @@ import getpass
 import os
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Annotated, NoReturn
+from typing import IO, TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 
 import typer
 
@@ -20,14 +21,18 @@ from sessionward.tokens.keys import KeysError, load_keys, rotate_keys
 
 if TYPE_CHECKING:
     from sessionward.apps.importing import Summary
+    from sessionward.context import Context
 
+T = TypeVar("T")
 app = typer.Typer(help="sessionward: refresh-token and session service.", no_args_is_help=True, add_completion=False)
 users_app = typer.Typer(help="Manage user accounts.", no_args_is_help=True)
 keys_app = typer.Typer(help="Manage signing keys.", no_args_is_help=True)
 mail_app = typer.Typer(help="Account email.", no_args_is_help=True)
+service_keys_app = typer.Typer(help="Keys of an app's own backend (scoped; shown once).", no_args_is_help=True)
 app.add_typer(users_app, name="users")
 app.add_typer(keys_app, name="keys")
 app.add_typer(mail_app, name="mail")
+app.add_typer(service_keys_app, name="service-keys")
 
 
 def _fail(message: str) -> NoReturn:
@@ -247,6 +252,68 @@ def keys_rotate() -> None:
     except KeysError as exc:
         _fail(str(exc))
     typer.echo(f"active key {new}" + (f"; {old} stays published until its tokens expire" if old else ""))
+
+
+def _in_context(settings: Settings, work: Callable[[Context], Awaitable[T]]) -> T:
+    """Runs ``work`` with a context of its own, closed after; a database fault is one line, exit 2."""
+
+    from sessionward.context import Context
+
+    async def main() -> T:
+        ctx = Context.build(settings)
+        try:
+            return await work(ctx)
+        finally:
+            await ctx.close()
+
+    try:
+        return asyncio.run(main())
+    except AppError as exc:
+        _fail(exc.message)
+
+
+@service_keys_app.command("create")
+def service_keys_create(
+    name: Annotated[str, typer.Option(help="What the key is for, e.g. the app's name.")],
+    scope: Annotated[list[str], typer.Option(help="A scope; repeat for several.")],
+) -> None:
+    """Make a key; it is printed once and stored only hashed."""
+    from sessionward.apps import keys
+
+    try:
+        scopes = [keys.Scope(value) for value in scope]
+    except ValueError:
+        _fail(f"unknown scope; choose from {', '.join(keys.Scope)}")
+    if not 1 <= len(name.strip()) <= 100:
+        _fail("the name must be 1 to 100 characters")
+    made: tuple[str, dict[str, Any]] = _in_context(
+        _settings(), lambda ctx: keys.create(ctx, name=name.strip(), scopes=scopes)
+    )
+    key, record = made
+    typer.echo(f"created service key {record['id']} ({record['name']}): {' '.join(record['scopes'])}", err=True)
+    typer.echo("it is shown this once; keep it secret:", err=True)
+    typer.echo(key)
+
+
+@service_keys_app.command("list")
+def service_keys_list() -> None:
+    """Every key: id, name, scopes, when made, whether revoked."""
+    from sessionward.apps import keys
+
+    listed: list[dict[str, Any]] = _in_context(_settings(), keys.listed)
+    for record in listed:
+        state = f"revoked {record['revoked_at']}" if record["revoked_at"] else "active"
+        typer.echo(f"{record['id']}\t{record['name']}\t{' '.join(record['scopes'])}\t{record['created_at']}\t{state}")
+
+
+@service_keys_app.command("revoke")
+def service_keys_revoke(key_id: Annotated[int, typer.Argument(metavar="ID", help="The key's id (see list).")]) -> None:
+    """Revoke a key: it is refused from the next request on."""
+    from sessionward.apps import keys
+
+    if not _in_context(_settings(), lambda ctx: keys.revoke(ctx, key_id)):
+        _fail(f"no active service key {key_id}")
+    typer.echo(f"revoked service key {key_id}")
 
 
 @mail_app.command("test")

@@ -7,6 +7,8 @@ from typing import Annotated, Any
 from fastapi import Depends, Request
 from fastapi.security import HTTPBearer
 
+from sessionward.apps import keys
+from sessionward.apps.keys import KEY_PREFIX, Actor, Scope
 from sessionward.context import Context
 from sessionward.errors import AppError, ErrorCode, validation
 from sessionward.sessions.devices import Device, parse_device
@@ -35,9 +37,8 @@ async def device(request: Request) -> Device:
     return parse_device(request.headers.get("user-agent"), ip)
 
 
-async def principal(request: Request) -> Principal:
-    # The header is read here rather than by the bearer scheme as a sub-dependency: FastAPI solves a security
-    # dependency anew on every request (a tenth of /me). The OpenAPI document still names it: see ``SECURED``.
+def bearer(request: Request) -> str:
+    """The token of the request's one ``Authorization: Bearer`` header, or ``401``. Never from the query string."""
     given = request.headers.getlist("authorization")
     if len(given) > 1:  # ambiguous (RFC 6749 §5.2): never "the first wins"
         raise validation("authorization", "Send one Authorization header")
@@ -45,7 +46,13 @@ async def principal(request: Request) -> Principal:
     token = token.strip()
     if scheme.lower() != "bearer" or not token or len(token) > MAX_TOKEN_LENGTH:
         raise AppError(ErrorCode.INVALID_TOKEN, "Authentication required")
-    return await tokens.authenticate(await context(request), token)
+    return token
+
+
+async def principal(request: Request) -> Principal:
+    # The header is read here rather than by the bearer scheme as a sub-dependency: FastAPI solves a security
+    # dependency anew on every request (a tenth of /me). The OpenAPI document still names it: see ``SECURED``.
+    return await tokens.authenticate(await context(request), bearer(request))
 
 
 async def admin(caller: Annotated[Principal, Depends(principal)]) -> Principal:
@@ -58,3 +65,23 @@ Ctx = Annotated[Context, Depends(context)]
 Caller = Annotated[Principal, Depends(principal)]
 Admin = Annotated[Principal, Depends(admin)]
 ClientDevice = Annotated[Device, Depends(device)]
+
+
+def acting(scope: Scope) -> Any:
+    """An app's backend with a service key of ``scope``, or an administrator's access token: the caller of the
+    endpoints that act for users (a wrong scope or a non-admin ``403``, an unknown or revoked key ``401``)."""
+
+    async def check(request: Request) -> Actor:
+        token = bearer(request)
+        ctx = await context(request)
+        if token.startswith(KEY_PREFIX):
+            key = await keys.authenticate(ctx, token)
+            if scope not in key.scopes:
+                raise AppError(ErrorCode.FORBIDDEN, f"This service key does not have the scope {scope}")
+            return Actor(key=key)
+        caller = await tokens.authenticate(ctx, token)
+        if caller.user.get("role") != Role.ADMIN:
+            raise AppError(ErrorCode.FORBIDDEN, "Administrator role or a service key required")
+        return Actor(admin_id=caller.user_id)
+
+    return Depends(check)

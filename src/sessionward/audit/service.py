@@ -34,6 +34,7 @@ class EventType(StrEnum):
     EMAIL_CHANGE_REQUESTED = "email_change_requested"
     EMAIL_CHANGED = "email_changed"
     USER_IMPORTED = "user_imported"
+    SESSION_ISSUED = "session_issued"
 
 
 async def record(

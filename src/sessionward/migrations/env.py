@@ -5,6 +5,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy.engine import Connection
 
+import sessionward.apps.tables
 import sessionward.audit.tables
 import sessionward.mail.tables
 import sessionward.outbox.tables

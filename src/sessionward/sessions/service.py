@@ -37,6 +37,14 @@ async def login(ctx: Context, *, email: str, password: str, device: Device) -> L
     await limits.hit(limits.login_per_ip, device.ip or "-")
     await limits.hit(limits.login, device.ip or "-", email.strip().lower())
     user = await users.authenticate(ctx, email=email, password=password)
+    return await open_session(ctx, user, device=device, event=EventType.LOGIN_SUCCEEDED)
+
+
+async def open_session(
+    ctx: Context, user: Any, *, device: Device, event: EventType, details: dict[str, Any] | None = None
+) -> LoginResult:
+    """A new session of an authenticated user, with its first tokens; the cap evicts the least recently active
+    one beyond it. ``event`` records how it began (a login, or a sign-in an app made for its user)."""
     now = ctx.clock.now()
     settings = ctx.settings
     session_id = new_session_id()
@@ -59,7 +67,7 @@ async def login(ctx: Context, *, email: str, password: str, device: Device) -> L
             ctx, tx.conn, user_id=user.id, session_id=session_id, session_expires_at=expires_at, now=now
         )
         await record(
-            tx.conn, user_id=user.id, type=EventType.LOGIN_SUCCEEDED, now=now, session_id=session_id, device=device
+            tx.conn, user_id=user.id, type=event, now=now, session_id=session_id, device=device, details=details
         )
         over = await store.over_cap(
             tx.conn,

@@ -16,7 +16,7 @@ from sessionward.web import cookies
 
 router = APIRouter(tags=["tokens"])
 
-_FORM = {
+FORM_BODY = {  # RFC 7009 and RFC 7662: a token, form-encoded
     "required": True,
     "content": {
         "application/x-www-form-urlencoded": {
@@ -95,18 +95,25 @@ router.add_api_route(
 )
 
 
-@router.post("/api/v1/auth/revoke", response_model=Message, responses=errors(), openapi_extra={"requestBody": _FORM})
-async def revoke(request: Request, ctx: Ctx) -> JSON:
-    """RFC 7009 token revocation: possession of the token is the authorisation."""
+async def token_form(request: Request) -> tuple[str, str | None]:
+    """The ``token`` and ``token_type_hint`` of a form-encoded body (RFC 7009 §2.1, RFC 7662 §2.1)."""
     try:
         form = parse_qs((await request.body()).decode(), strict_parsing=False, max_num_fields=10)
     except (UnicodeDecodeError, ValueError):
         raise validation("token", "Body must be form-encoded, with at most 10 fields") from None
     token = (form.get("token") or [""])[0]
     hints = form.get("token_type_hint")
-    hint = hints[0] if hints else None
     if not token or len(token) > 4096:
         raise validation("token", "Token is required")
+    return token, hints[0] if hints else None
+
+
+@router.post(
+    "/api/v1/auth/revoke", response_model=Message, responses=errors(), openapi_extra={"requestBody": FORM_BODY}
+)
+async def revoke(request: Request, ctx: Ctx) -> JSON:
+    """RFC 7009 token revocation: possession of the token is the authorisation."""
+    token, hint = await token_form(request)
     await service.revoke_presented(ctx, token=token, hint=hint)
     return ok(message="Token revoked")
 

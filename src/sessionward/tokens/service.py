@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+import jwt as pyjwt
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from sessionward.audit.service import EventType, record
@@ -456,3 +457,67 @@ async def _revoke_access(ctx: Context, token: str, now: datetime) -> bool:
         principal = Principal(claims.user_id, claims.session_id, claims.jti, claims.expires_at, {})
         await blacklist(ctx, tx, principal, reason="token_revoked", now=now)
     return True
+
+
+# ---------------------------------------------------------------- introspection
+
+
+async def introspect(ctx: Context, *, token: str, hint: str | None) -> dict[str, Any]:
+    """RFC 7662: what an app's backend may know of a token it was given; ``{"active": false}`` for anything
+    that would not be accepted now (unknown, expired, revoked, rotated, of an ended session)."""
+    kinds = (
+        (_introspect_refresh, _introspect_access)
+        if hint == "refresh_token"
+        else (_introspect_access, _introspect_refresh)
+    )
+    for kind in kinds:
+        answer = await kind(ctx, token)
+        if answer is not None:
+            return answer
+    return {"active": False}
+
+
+def _live(ctx: Context, state: SessionState, user_id: int) -> bool:
+    now = ctx.clock.now()
+    idle_cutoff = now - ctx.settings.session_idle_timeout
+    return (
+        not state.revoked and state.user_id == user_id and state.expires_at > now and state.last_activity > idle_cutoff
+    )
+
+
+async def _introspect_access(ctx: Context, token: str) -> dict[str, Any] | None:
+    try:
+        claims = ctx.access.verify(token, now=ctx.clock.now())
+    except AppError:
+        return None
+    state = ctx.cache.get(claims.session_id) or await _load_state(ctx, claims.session_id)
+    if not _live(ctx, state, claims.user_id) or claims.jti in state.blacklisted:
+        return {"active": False}
+    issued = pyjwt.decode(token, options={"verify_signature": False})  # verified above: only read here
+    return _active(claims.user_id, claims.session_id, issued["iat"], issued["exp"], "access_token")
+
+
+async def _introspect_refresh(ctx: Context, token: str) -> dict[str, Any] | None:
+    async with ctx.db.read() as conn:
+        row = await store.presented(conn, hash_token(token))
+    if row is None:
+        return None
+    state = ctx.cache.get(row.session_id) or await _load_state(ctx, row.session_id)
+    usable = row.rotated_at is None and row.revoked_at is None and row.expires_at > ctx.clock.now()
+    if not usable or not _live(ctx, state, row.user_id):
+        return {"active": False}
+    iat, exp = int(row.created_at.timestamp()), int(row.expires_at.timestamp())
+    return _active(row.user_id, row.session_id, iat, exp, "refresh_token")
+
+
+def _active(user_id: int, session_id: str, iat: int, exp: int, token_type: str) -> dict[str, Any]:
+    # Every session is one-factor until a second factor exists (API.md "Stronger sign-in").
+    return {
+        "active": True,
+        "sub": str(user_id),
+        "sid": session_id,
+        "iat": iat,
+        "exp": exp,
+        "aal": "aal1",
+        "token_type": token_type,
+    }

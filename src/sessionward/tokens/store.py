@@ -244,6 +244,19 @@ async def with_successor(conn: AsyncConnection, token_hash: str) -> Record | Non
     return (await conn.execute(stmt)).first()
 
 
+async def presented(conn: AsyncConnection, token_hash: str) -> Record | None:
+    """A refresh token's session, owner, lifetime and state (introspection)."""
+    stmt = select(
+        refresh_tokens.c.session_id,
+        refresh_tokens.c.user_id,
+        refresh_tokens.c.created_at,
+        refresh_tokens.c.expires_at,
+        refresh_tokens.c.rotated_at,
+        refresh_tokens.c.revoked_at,
+    )
+    return (await conn.execute(stmt.where(refresh_tokens.c.token_hash == token_hash))).first()
+
+
 async def owner(conn: AsyncConnection, token_hash: str) -> Record | None:
     stmt = select(refresh_tokens.c.session_id, refresh_tokens.c.user_id)
     return (await conn.execute(stmt.where(refresh_tokens.c.token_hash == token_hash))).first()

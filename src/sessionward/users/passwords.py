@@ -38,9 +38,10 @@ class Passwords:
         return await asyncio.get_running_loop().run_in_executor(self._pool, self._hasher.hash, password)
 
     async def verify(self, password_hash: str | None, password: str) -> bool:
-        """``None`` verifies against a dummy hash and fails, in about the same time as a real one."""
+        """``None`` (no such user) and ``""`` (an account without a password) verify against a dummy hash and fail,
+        in about the same time as a real one."""
         return await asyncio.get_running_loop().run_in_executor(
-            self._pool, self._verify, password_hash or self._dummy, password, password_hash is not None
+            self._pool, self._verify, password_hash or self._dummy, password, bool(password_hash)
         )
 
     def needs_rehash(self, password_hash: str) -> bool:

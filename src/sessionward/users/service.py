@@ -149,3 +149,16 @@ async def import_batch(
     replaced = {entry.email: taken[entry.email] for entry in entries if entry.email in taken} if update else {}
     await store.replace_imported(conn, [entry for entry in entries if entry.email in replaced], now=now)
     return inserted, replaced
+
+
+NO_PASSWORD = ""  # verifies as no password at all (``Passwords.verify``): the account signs in only as its app says
+
+
+async def insert_passwordless(
+    conn: AsyncConnection, *, email: str, name: str | None, role: Role, verified: bool, now: datetime
+) -> Record:
+    """An account without a password (an app that keeps its own login signs it in: ``apps.service``)."""
+    verified_at = now if verified else None
+    return await store.insert_user(
+        conn, email=email, name=name, password_hash=NO_PASSWORD, role=role.value, verified_at=verified_at, now=now
+    )

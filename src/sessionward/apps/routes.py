@@ -1,0 +1,108 @@
+from __future__ import annotations
+
+import ipaddress
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path, Request
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, StrictStr, WithJsonSchema
+
+from sessionward import deps
+from sessionward.apps import service
+from sessionward.apps.keys import Actor, Scope
+from sessionward.deps import Ctx
+from sessionward.http import JSON, ok
+from sessionward.schemas import NO_CONTROL, NO_NUL, Success, errors
+from sessionward.sessions.devices import parse_device
+from sessionward.tokens import service as tokens
+from sessionward.tokens.routes import FORM_BODY, token_form
+from sessionward.users.models import Email, Role
+from sessionward.users.routes import UserData
+
+router = APIRouter(tags=["existing apps"])
+UserPath = Annotated[int, Path(ge=1, le=2**31 - 1)]
+
+
+def _ip(value: str) -> str:
+    try:
+        return str(ipaddress.ip_address(value))
+    except ValueError:
+        raise ValueError("must be an IPv4 or IPv6 address") from None
+
+
+class TrustedSignIn(BaseModel):
+    """The device the app's user signed in on, as the app saw it."""
+
+    model_config = ConfigDict(extra="forbid")
+    user_agent: Annotated[StrictStr, Field(max_length=1024, pattern=NO_NUL)] | None = None
+    ip: (
+        Annotated[
+            StrictStr,
+            Field(max_length=45),
+            AfterValidator(_ip),
+            WithJsonSchema({"anyOf": [{"type": "string", "format": "ipv4"}, {"type": "string", "format": "ipv6"}]}),
+        ]
+        | None
+    ) = None
+
+
+class NewUser(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    email: Email
+    name: Annotated[StrictStr, Field(max_length=200, pattern=NO_CONTROL)] | None = None
+    role: Role = Role.USER
+    email_verified: StrictBool = False
+
+
+class Introspection(BaseModel):
+    active: bool
+    sub: str | None = None
+    sid: str | None = None
+    iat: int | None = None
+    exp: int | None = None
+    aal: str | None = None
+    token_type: str | None = None
+
+
+Issuer = Annotated[Actor, deps.acting(Scope.SESSIONS_ISSUE)]
+Writer = Annotated[Actor, deps.acting(Scope.USERS_WRITE)]
+Introspector = Annotated[Actor, deps.acting(Scope.TOKENS_INTROSPECT)]
+
+
+@router.post(
+    "/api/v1/admin/users/{user_id}/sessions",
+    response_model=Success[dict[str, Any]],
+    responses=errors(401, 403, 404),
+    openapi_extra=deps.SECURED,
+)
+async def trusted_sign_in(user_id: UserPath, body: TrustedSignIn, ctx: Ctx, actor: Issuer) -> JSON:
+    """A session for a user the app authenticated itself (scope ``sessions:issue``, or an administrator)."""
+    device = parse_device(body.user_agent, body.ip)
+    result = await service.sign_in(ctx, actor, user_id=user_id, device=device)
+    return ok(result.body())
+
+
+@router.post(
+    "/api/v1/admin/users",
+    status_code=201,
+    response_model=UserData,
+    responses=errors(401, 403, 409),
+    openapi_extra=deps.SECURED,
+)
+async def create_user(body: NewUser, ctx: Ctx, actor: Writer) -> JSON:
+    """An account without a password (scope ``users:write``, or an administrator)."""
+    user = await service.create_user(
+        ctx, actor, email=body.email, name=body.name, role=body.role, verified=body.email_verified
+    )
+    return ok({"user": user}, status=201)
+
+
+@router.post(
+    "/api/v1/auth/introspect",
+    response_model=Introspection,
+    responses=errors(401, 403),
+    openapi_extra={"requestBody": FORM_BODY, **deps.SECURED},
+)
+async def introspect(request: Request, ctx: Ctx, _: Introspector) -> JSON:
+    """RFC 7662 (scope ``tokens:introspect``): the answer is the RFC's object itself, not in the envelope."""
+    token, hint = await token_form(request)
+    return JSON(await tokens.introspect(ctx, token=token, hint=hint), headers={"Cache-Control": "no-store"})
