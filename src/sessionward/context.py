@@ -17,6 +17,7 @@ from sessionward.users.passwords import Passwords
 
 if TYPE_CHECKING:
     from sessionward.tokens.broadcast import RevocationBus
+    from sessionward.tokens.stream import RevocationFeed
 
 
 @dataclass
@@ -30,6 +31,7 @@ class Context:
     limits: RateLimits
     outbox: Sender
     bus: RevocationBus | None = None
+    feed: RevocationFeed | None = None  # the revocation stream's, made by its first subscriber
 
     @classmethod
     def build(cls, settings: Settings, *, clock: Clock | None = None) -> Context:

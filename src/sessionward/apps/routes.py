@@ -1,10 +1,13 @@
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
+import orjson
 from fastapi import APIRouter, Path, Request
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, StrictStr, WithJsonSchema
+from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from sessionward import deps
 from sessionward.apps import service
@@ -14,6 +17,7 @@ from sessionward.http import JSON, ok
 from sessionward.schemas import NO_CONTROL, NO_NUL, Success, errors
 from sessionward.sessions.devices import parse_device
 from sessionward.tokens import service as tokens
+from sessionward.tokens import stream
 from sessionward.tokens.routes import FORM_BODY, token_form
 from sessionward.users.models import Email, Role
 from sessionward.users.routes import UserData
@@ -106,3 +110,39 @@ async def introspect(request: Request, ctx: Ctx, _: Introspector) -> JSON:
     """RFC 7662 (scope ``tokens:introspect``): the answer is the RFC's object itself, not in the envelope."""
     token, hint = await token_form(request)
     return JSON(await tokens.introspect(ctx, token=token, hint=hint), headers={"Cache-Control": "no-store"})
+
+
+Reader = Annotated[Actor, deps.acting(Scope.SESSIONS_READ)]
+_PING_SECONDS = 15
+_SEND_TIMEOUT_SECONDS = 10  # a subscriber that takes no more data is dropped; it resumes with Last-Event-ID
+
+
+@router.get(
+    "/api/v1/auth/revocations",
+    response_class=EventSourceResponse,
+    responses={200: {"content": {"text/event-stream": {}}}, **errors(401, 403)},
+    openapi_extra=deps.SECURED,
+)
+async def revocations(request: Request, ctx: Ctx, _: Reader) -> EventSourceResponse:
+    """Server-Sent Events (scope ``sessions:read``): each session revocation as ``{"sid", "sub", "revoked_at",
+    "until"}``; on connect, the entries not yet moot, or with ``Last-Event-ID`` what came since."""
+    feed = stream.feed_of(ctx)
+    after = stream.parse_cursor(request.headers.get("last-event-id"))
+
+    async def events() -> AsyncIterator[ServerSentEvent]:
+        subscription = feed.subscribe()  # first: what is revoked during the snapshot is not missed
+        try:
+            for entry in await feed.snapshot(after):
+                yield _event(entry)
+            while not subscription.dropped:
+                yield _event(await subscription.queue.get())
+        finally:
+            feed.unsubscribe(subscription)
+
+    return EventSourceResponse(
+        events(), ping=_PING_SECONDS, send_timeout=_SEND_TIMEOUT_SECONDS, headers={"Cache-Control": "no-store"}
+    )
+
+
+def _event(entry: stream.Entry) -> ServerSentEvent:
+    return ServerSentEvent(data=orjson.dumps(entry.data()).decode(), id=entry.cursor, event="revocation")

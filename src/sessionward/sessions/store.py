@@ -163,3 +163,14 @@ async def devices_seen(conn: AsyncConnection, *, user_id: int) -> Sequence[Recor
     """Every session the user still has a row of (any state): its device and when it was last used."""
     stmt = select(sessions.c.device_info, sessions.c.last_activity).where(sessions.c.user_id == user_id)
     return (await conn.execute(stmt)).all()
+
+
+async def revoked_since(conn: AsyncConnection, *, since: datetime, limit: int) -> Sequence[Record]:
+    """Sessions revoked at or after ``since``, oldest first (the revocation stream)."""
+    stmt = (
+        select(sessions.c.id, sessions.c.user_id, sessions.c.revoked_at)
+        .where(sessions.c.revoked_at >= since)
+        .order_by(sessions.c.revoked_at, sessions.c.id)
+        .limit(limit)
+    )
+    return (await conn.execute(stmt)).all()

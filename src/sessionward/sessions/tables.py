@@ -19,4 +19,6 @@ sessions = Table(
     Column("revoke_reason", String(32), nullable=True),
     Index(None, "user_id", "revoked_at"),
     Index(None, "expires_at"),
+    # The revocation stream reads the sessions revoked since an instant (the refresh path never sets it).
+    Index(None, "revoked_at"),
 )

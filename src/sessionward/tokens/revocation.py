@@ -37,6 +37,8 @@ class RevocationCache:
         self._pruned_at = time.monotonic()
         # Set by the Redis bus: tells the other processes of each revocation made here.
         self.publish: Callable[[dict[str, Any]], None] | None = None
+        # Told of every session revocation, made here or (through the bus) elsewhere: the revocation stream.
+        self.listeners: list[Callable[[], None]] = []
 
     def get(self, session_id: str) -> SessionState | None:
         state = self._states.get(session_id)
@@ -83,6 +85,8 @@ class RevocationCache:
             state = self._states.get(session_id)
             if state is not None:
                 state.revoked = True
+        for listener in self.listeners:
+            listener()
 
     def blacklist(self, session_id: str, jti: str, *, remote: bool = False) -> None:
         if self.publish is not None and not remote:

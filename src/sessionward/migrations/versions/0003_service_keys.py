@@ -4,7 +4,7 @@ Revision ID: 0003
 Revises: 0002
 Create Date: 2026-12-02 18:20:00
 
-Keys of an app's own backend (scoped, stored as SHA-256).
+Keys of an app's own backend (scoped, stored as SHA-256), and the index the revocation stream reads sessions by.
 """
 
 from __future__ import annotations
@@ -30,7 +30,11 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_service_keys")),
         sa.UniqueConstraint("key_hash", name=op.f("uq_service_keys_key_hash")),
     )
+    with op.batch_alter_table("sessions", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_sessions_revoked_at"), ["revoked_at"], unique=False)
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("sessions", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_sessions_revoked_at"))
     op.drop_table("service_keys")

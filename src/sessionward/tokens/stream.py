@@ -1,0 +1,149 @@
+"""The revocation stream: every session revocation, for app backends that verify access tokens themselves.
+
+One feed per process. It reads the sessions revoked since its last look, when the revocation path tells it of
+one (``RevocationCache.listeners``: a revocation made here, or one the Redis bus brought from another process)
+and at least every half second otherwise (another process, or another machine, without Redis), and hands each
+entry to every subscriber. An entry is moot once the last access token of its session has expired (``until``).
+
+Each subscriber has a bounded queue: one that does not read is dropped, and resumes with ``Last-Event-ID``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from contextlib import suppress
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sessionward.clock import iso
+from sessionward.context import Context
+from sessionward.db import Record
+from sessionward.sessions import store as sessions_store
+from sessionward.tokens.jwt import LEEWAY_SECONDS
+
+log = logging.getLogger(__name__)
+
+POLL_SECONDS = 0.5
+# A revocation whose transaction committed later than it was stamped (or on a machine whose clock is behind)
+# is still seen: each look goes back this far, and entries already handed out are not handed out again.
+OVERLAP = timedelta(seconds=10)
+QUEUE_SIZE = 1000
+_BATCH = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    session_id: str
+    user_id: int
+    revoked_at: datetime
+    until: datetime
+
+    @property
+    def cursor(self) -> str:
+        """The event id: the instant in microseconds and the session, in the order entries are read."""
+        return f"{int(self.revoked_at.timestamp() * 1_000_000)}-{self.session_id}"
+
+    def data(self) -> dict[str, Any]:
+        return {
+            "sid": self.session_id,
+            "sub": str(self.user_id),
+            "revoked_at": iso(self.revoked_at),
+            "until": iso(self.until),
+        }
+
+
+def parse_cursor(value: str | None) -> datetime | None:
+    """The instant of a ``Last-Event-ID``; ``None`` for none or one that is not ours (a full snapshot then)."""
+    micros, _, session_id = (value or "").partition("-")
+    if not micros.isdigit() or len(session_id) != 64:
+        return None
+    try:
+        return datetime.fromtimestamp(int(micros) / 1_000_000, UTC)
+    except (OverflowError, ValueError, OSError):
+        return None
+
+
+class Subscription:
+    def __init__(self) -> None:
+        self.queue: asyncio.Queue[Entry] = asyncio.Queue(QUEUE_SIZE)
+        self.dropped = False
+
+    def offer(self, entry: Entry) -> None:
+        try:
+            self.queue.put_nowait(entry)
+        except asyncio.QueueFull:
+            self.dropped = True  # it resumes from its last id after reconnecting
+
+
+class RevocationFeed:
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+        self.subscribers: set[Subscription] = set()
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._seen: dict[str, datetime] = {}
+        self._looked_at: datetime | None = None
+        ctx.cache.listeners.append(self._wake.set)
+
+    def _moot_before(self) -> datetime:
+        return self.ctx.clock.now() - self.ctx.settings.access_token_expires_in - timedelta(seconds=LEEWAY_SECONDS)
+
+    def _entry(self, row: Record) -> Entry:
+        lifetime = self.ctx.settings.access_token_expires_in + timedelta(seconds=LEEWAY_SECONDS)
+        return Entry(row.id, row.user_id, row.revoked_at, row.revoked_at + lifetime)
+
+    async def snapshot(self, after: datetime | None) -> list[Entry]:
+        """The entries not yet moot, or (resuming) those since ``after``, whichever reaches further back."""
+        since = self._moot_before() if after is None else min(after, self._moot_before())
+        entries: dict[str, Entry] = {}
+        while True:
+            async with self.ctx.db.read() as conn:
+                rows = await sessions_store.revoked_since(conn, since=since, limit=_BATCH)
+            entries |= {row.id: self._entry(row) for row in rows}
+            if len(rows) < _BATCH:
+                return list(entries.values())
+            since = rows[-1].revoked_at
+
+    def subscribe(self) -> Subscription:
+        subscription = Subscription()
+        self.subscribers.add(subscription)
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="revocation feed")
+        return subscription
+
+    def unsubscribe(self, subscription: Subscription) -> None:
+        self.subscribers.discard(subscription)
+
+    async def _run(self) -> None:
+        while self.subscribers:
+            try:
+                await self._look()
+            except Exception as exc:  # noqa: BLE001 - the database is down: look again; subscribers keep waiting
+                log.warning("revocation feed look failed", extra={"exc_type": type(exc).__name__})
+            self._wake.clear()
+            with suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), POLL_SECONDS)
+        self._task = None
+
+    async def _look(self) -> None:
+        now = self.ctx.clock.now()
+        since = (self._looked_at or now) - OVERLAP
+        async with self.ctx.db.read() as conn:
+            rows = await sessions_store.revoked_since(conn, since=since, limit=_BATCH * 10)
+        self._looked_at = now
+        fresh = [self._entry(row) for row in rows if row.id not in self._seen]
+        for entry in fresh:
+            self._seen[entry.session_id] = entry.revoked_at
+            for subscription in list(self.subscribers):
+                subscription.offer(entry)
+        self._seen = {sid: at for sid, at in self._seen.items() if at >= since}
+
+
+def feed_of(ctx: Context) -> RevocationFeed:
+    """This process's feed, made when the first subscriber comes."""
+    if ctx.feed is None:
+        ctx.feed = RevocationFeed(ctx)
+    feed: RevocationFeed = ctx.feed
+    return feed
