@@ -3,6 +3,7 @@
 Only ``httpx`` is required; ``verify_access_token`` needs the ``jwt`` extra. Never imports the server.
 """
 
+from sessionward_client._asgi import AccessTokenMiddleware, access_token_dependency
 from sessionward_client._auth import DEFAULT_USER_AGENT, SessionwardAuth
 from sessionward_client._client import AsyncSessionwardClient, SessionwardClient
 from sessionward_client._errors import (
@@ -22,6 +23,7 @@ from sessionward_client._errors import (
     ValidationFailed,
 )
 from sessionward_client._models import DeviceInfo, Event, LoginResult, Session, SessionList, TokenSet, User
+from sessionward_client._revocations import RevocationSubscription
 from sessionward_client._stores import FileTokenStore, MemoryTokenStore, TokenStore
 from sessionward_client._verify import AccessTokenClaims, AccessTokenVerifier, verify_access_token
 from sessionward_client._version import __version__
@@ -29,6 +31,7 @@ from sessionward_client._version import __version__
 __all__ = [
     "DEFAULT_USER_AGENT",
     "AccessTokenClaims",
+    "AccessTokenMiddleware",
     "AccessTokenVerifier",
     "AsyncSessionwardClient",
     "Conflict",
@@ -44,6 +47,7 @@ __all__ = [
     "NotFound",
     "NotSignedIn",
     "RateLimited",
+    "RevocationSubscription",
     "ServerError",
     "ServiceUnavailable",
     "Session",
@@ -58,5 +62,6 @@ __all__ = [
     "User",
     "ValidationFailed",
     "__version__",
+    "access_token_dependency",
     "verify_access_token",
 ]

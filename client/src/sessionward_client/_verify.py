@@ -3,9 +3,10 @@
 Needs the ``jwt`` extra (``pip install 'sessionward-client[jwt]'``) and a service that signs with an
 asymmetric algorithm (``JWT_ALGORITHM=EdDSA`` or ``ES256``; with HS256 the JWKS is empty).
 
-A local check proves the token was issued by the service and has not expired. It cannot see a logout
-or a revocation that happened since (the token stays valid until ``exp``, 15 minutes by default): for
-an operation that must honour those at once, ask the service (``GET /api/v1/auth/me`` with the token).
+A local check proves the token was issued by the service and has not expired. Given ``revocations`` (a
+:class:`RevocationSubscription`: the service's revocation stream, with a service key), it also refuses the tokens
+of a session revoked since, within a second, with no call per request; without one, a logout or revocation is
+seen only at ``exp`` (15 minutes by default).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from typing import Any
 import httpx
 
 from sessionward_client._errors import InvalidAccessToken, ServiceUnavailable
+from sessionward_client._revocations import RevocationSubscription
 
 log = logging.getLogger("sessionward_client")
 
@@ -80,6 +82,7 @@ class AccessTokenVerifier:
         transport: httpx.BaseTransport | None = None,
         async_transport: httpx.AsyncBaseTransport | None = None,
         monotonic: Callable[[], float] = time.monotonic,
+        revocations: RevocationSubscription | None = None,
     ) -> None:
         if jwks_url is None:
             if base_url is None:
@@ -105,6 +108,7 @@ class AccessTokenVerifier:
         self._loop: weakref.ref[asyncio.AbstractEventLoop] | None = None
         self._async_lock: asyncio.Lock | None = None
         self.fetches = 0  #: how many times the key set was fetched (for tests and metrics)
+        self.revocations = revocations
 
     # ----- verification -----------------------------------------------------------------------------
 
@@ -168,6 +172,8 @@ class AccessTokenVerifier:
             raise InvalidAccessToken("Invalid token: sub")
         if not (isinstance(sid, str) and isinstance(jti, str)):
             raise InvalidAccessToken("Invalid token: sid or jti")
+        if self.revocations is not None:
+            self.revocations.check(sid)
         return AccessTokenClaims(
             user_id=int(sub),
             session_id=sid,
