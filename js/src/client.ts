@@ -50,7 +50,7 @@ interface Call {
   token?: string;
 }
 
-type Json = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any -- the service's JSON
+type Json = Record<string, any>; // the service's JSON; each method gives what it returns its type
 
 const inBrowser = (): boolean => typeof document !== "undefined";
 
