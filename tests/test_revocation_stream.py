@@ -254,3 +254,58 @@ async def test_the_snapshot_holds_what_is_not_yet_moot(
     assert [entry.session_id for entry in await feed.snapshot(None)] == [new.session_id]
     resumed = await feed.snapshot(clock.now() - timedelta(hours=1))  # a long-gone subscriber gets both
     assert {entry.session_id for entry in resumed} == {old.session_id, new.session_id}
+
+
+async def test_the_feed_hands_a_revocation_to_its_subscribers_when_the_revocation_path_tells_it(
+    users: Users, client: httpx.AsyncClient, ctx: Context, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    feed = feed_of(ctx)
+    assert feed_of(ctx) is feed
+    subscription, second = feed.subscribe(), feed.subscribe()
+    try:
+        login_ = await users.signed_in()
+        await client.post(f"{API}/logout", json={}, headers=login_.auth)
+        entry = await asyncio.wait_for(subscription.queue.get(), 5)
+        assert entry.session_id == login_.session_id
+        assert entry.data()["sub"] == str(login_.user_id)
+        assert parse_cursor(entry.cursor) is not None
+        # A look that fails (the database away) is logged, and the next one finds what it missed.
+        from sessionward.sessions import store as sessions_store
+
+        real = sessions_store.revoked_since
+        failing = [True]
+
+        async def once_unreachable(*args: Any, **kwargs: Any) -> Any:
+            if failing.pop() if failing else False:
+                raise OSError("database unreachable")
+            return await real(*args, **kwargs)
+
+        monkeypatch.setattr(sessions_store, "revoked_since", once_unreachable)
+        other = await users.login(login_.email)
+        await client.post(f"{API}/logout", json={}, headers=other.auth)
+        again = await asyncio.wait_for(subscription.queue.get(), 5)
+        assert again.session_id == other.session_id
+        assert [second.queue.get_nowait().session_id for _ in range(2)] == [login_.session_id, other.session_id]
+    finally:
+        feed.unsubscribe(subscription)
+        feed.unsubscribe(second)
+    # With no subscriber left the feed stops looking; the next subscriber starts it again.
+    task = feed._task
+    assert task is not None
+    await asyncio.wait_for(task, 5)
+    assert feed._task is None
+
+
+async def test_a_snapshot_larger_than_a_batch_is_read_in_batches(
+    users: Users, client: httpx.AsyncClient, ctx: Context, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sessionward.tokens.stream as stream
+
+    monkeypatch.setattr(stream, "_BATCH", 2)
+    login_ = await users.signed_in()
+    ended = []
+    for _ in range(5):
+        session = await users.login(login_.email)
+        await client.post(f"{API}/logout", json={}, headers=session.auth)
+        ended.append(session.session_id)
+    assert set(ended) <= {entry.session_id for entry in await feed_of(ctx).snapshot(None)}

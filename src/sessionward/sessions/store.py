@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BindParameter, ColumnElement, and_, bindparam, insert, select, update
+from sqlalchemy import BindParameter, ColumnElement, and_, bindparam, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from sessionward.db import Record, UTCDateTime
@@ -165,11 +165,20 @@ async def devices_seen(conn: AsyncConnection, *, user_id: int) -> Sequence[Recor
     return (await conn.execute(stmt)).all()
 
 
-async def revoked_since(conn: AsyncConnection, *, since: datetime, limit: int) -> Sequence[Record]:
-    """Sessions revoked at or after ``since``, oldest first (the revocation stream)."""
+async def revoked_since(conn: AsyncConnection, *, since: datetime, after: str = "", limit: int) -> Sequence[Record]:
+    """Sessions revoked at or after ``since``, oldest first (the revocation stream).
+
+    ``after`` is the last session id read at the instant ``since``: the next page starts past it, so a page
+    boundary among sessions revoked at one instant (a sign-out everywhere) neither repeats nor stalls.
+    """
     stmt = (
         select(sessions.c.id, sessions.c.user_id, sessions.c.revoked_at)
-        .where(sessions.c.revoked_at >= since)
+        .where(
+            or_(
+                sessions.c.revoked_at > since,
+                and_(sessions.c.revoked_at == since, sessions.c.id > after),
+            )
+        )
         .order_by(sessions.c.revoked_at, sessions.c.id)
         .limit(limit)
     )

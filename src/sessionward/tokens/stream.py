@@ -97,14 +97,19 @@ class RevocationFeed:
     async def snapshot(self, after: datetime | None) -> list[Entry]:
         """The entries not yet moot, or (resuming) those since ``after``, whichever reaches further back."""
         since = self._moot_before() if after is None else min(after, self._moot_before())
-        entries: dict[str, Entry] = {}
+        return [self._entry(row) for row in await self._revoked_since(since)]
+
+    async def _revoked_since(self, since: datetime) -> list[Record]:
+        """Every session revoked since ``since``, read a batch at a time."""
+        rows: list[Record] = []
+        last_id = ""
         while True:
             async with self.ctx.db.read() as conn:
-                rows = await sessions_store.revoked_since(conn, since=since, limit=_BATCH)
-            entries |= {row.id: self._entry(row) for row in rows}
-            if len(rows) < _BATCH:
-                return list(entries.values())
-            since = rows[-1].revoked_at
+                batch = await sessions_store.revoked_since(conn, since=since, after=last_id, limit=_BATCH)
+            rows.extend(batch)
+            if len(batch) < _BATCH:
+                return rows
+            since, last_id = batch[-1].revoked_at, batch[-1].id
 
     def subscribe(self) -> Subscription:
         subscription = Subscription()
@@ -130,8 +135,7 @@ class RevocationFeed:
     async def _look(self) -> None:
         now = self.ctx.clock.now()
         since = (self._looked_at or now) - OVERLAP
-        async with self.ctx.db.read() as conn:
-            rows = await sessions_store.revoked_since(conn, since=since, limit=_BATCH * 10)
+        rows = await self._revoked_since(since)
         self._looked_at = now
         fresh = [self._entry(row) for row in rows if row.id not in self._seen]
         for entry in fresh:
