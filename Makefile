@@ -36,7 +36,7 @@ types: $(VENV)/.dev-installed
 # The browser tests drive Debian's Chromium (never a downloaded one): without it they would fail one by one.
 CHROMIUM_CHECK := [ -x /usr/bin/chromium ] || { echo "the browser tests need Chromium at /usr/bin/chromium: apt-get install -y chromium"; exit 1; }
 
-pytest: $(VENV)/.dev-installed
+pytest: $(VENV)/.dev-installed $(EXPRESS)/node_modules/.installed
 	@$(CHROMIUM_CHECK)
 	$(BIN)/coverage erase
 	$(BIN)/pytest -n 2 --cov --cov-report= $(PYTEST_ARGS)
@@ -63,6 +63,15 @@ NODE_CHECK := command -v node >/dev/null && command -v npm >/dev/null && node -e
 js/node_modules/.installed: js/package.json js/package-lock.json
 	@$(NODE_CHECK)
 	cd js && npm ci --no-audit --no-fund
+	@touch $@
+
+# The Express example (an app backend verifying tokens with jose), which the suite runs against a live server;
+# it takes sessionward-js from js/ (file:../..), so the package is built first.
+EXPRESS := js/examples/express
+$(EXPRESS)/node_modules/.installed: $(EXPRESS)/package.json $(EXPRESS)/package-lock.json js/node_modules/.installed $(wildcard js/src/*.ts)
+	@$(NODE_CHECK)
+	cd js && node build.mjs
+	cd $(EXPRESS) && npm ci --no-audit --no-fund
 	@touch $@
 
 # After a change in js/src: rebuild, and copy the bundle to where the pages load it from.

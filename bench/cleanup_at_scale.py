@@ -162,7 +162,8 @@ def report(
     lines = [
         "# Cleanup at scale (PostgreSQL)",
         "",
-        f"Run {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on this 2-core machine: `.venv/bin/python bench/cleanup_at_scale.py "
+        f"Run {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on this 2-core machine: "
+        "`.venv/bin/python bench/cleanup_at_scale.py "
         f"--rows {args.rows} --duration {args.duration:g}`. One `sessionward serve` process pinned to CPU 0, the "
         "shared load generator (refresh-only, 16 clients, 16 users) pinned to CPU 1; PostgreSQL and the cleanup "
         "unpinned.",

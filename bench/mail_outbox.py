@@ -34,7 +34,6 @@ sys.path.insert(0, str(ROOT))
 
 from sessionward.db import Database  # noqa: E402
 from sessionward.outbox.tables import outbox  # noqa: E402
-
 from tests.smtp import SmtpServer  # noqa: E402
 
 API = "/api/v1/auth"

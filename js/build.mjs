@@ -1,5 +1,6 @@
-// The package's build: one ES module (dist/sessionward.js, also served to the built-in pages from /static/),
-// its declarations (tsc), and with --minify a minified copy whose gzipped size is printed.
+// The package's build: one ES module (dist/sessionward.js, also served to the built-in pages from /static/), the
+// backend's revocation list (dist/revocations.js, never in the pages' bundle), their declarations (tsc), and with
+// --minify a minified copy of the first whose gzipped size is printed.
 import { execFileSync } from "node:child_process";
 import { gzipSync } from "node:zlib";
 import { build } from "esbuild";
@@ -24,6 +25,7 @@ async function main() {
   const { mkdir, writeFile } = await import("node:fs/promises");
   await mkdir("dist", { recursive: true });
   await writeFile("dist/sessionward.js", await bundle());
+  await writeFile("dist/revocations.js", await bundle({ entryPoints: ["src/revocations.ts"] }));
   execFileSync(process.execPath, ["node_modules/typescript/bin/tsc", "-p", "tsconfig.json"], { stdio: "inherit" });
   if (process.argv.includes("--minify")) {
     const minified = await bundle({ minify: true });

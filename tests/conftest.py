@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
@@ -21,6 +21,9 @@ from sessionward.clock import FrozenClock
 from sessionward.config import Settings, load_settings
 from sessionward.context import Context
 from sessionward.migrations import upgrade_sync
+
+if TYPE_CHECKING:
+    from tests.live import RedisServer
 
 FIREFOX_LINUX = "Mozilla/5.0 (X11; Ubuntu; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.0"
 CHROME_WINDOWS = (
@@ -272,3 +275,22 @@ async def works(client: httpx.AsyncClient, login: Login) -> bool:
 async def dead(client: httpx.AsyncClient, login: Login) -> bool:
     """Both the access token and the refresh token of this login are refused with 401."""
     return await me_status(client, login) == 401 and await refresh_status(client, login) == 401
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
+    """A Redis of the test's own, which it may stop and start again."""
+    from tests.live import RedisServer
+
+    binary = shutil.which("redis-server")
+    if binary is None:
+        message = "redis-server is not installed"
+        if os.environ.get("CI") or os.environ.get("REQUIRE_REDIS"):
+            pytest.fail(message)
+        pytest.skip(message)
+    folder = tmp_path / "redis"
+    folder.mkdir()
+    server = RedisServer(folder, binary)
+    server.start()
+    yield server
+    server.stop()

@@ -11,6 +11,8 @@ import time
 from pathlib import Path
 
 import httpx
+from redis import Redis
+from redis.exceptions import RedisError
 
 from tests.conftest import TEST_ENV
 
@@ -71,4 +73,41 @@ class LiveServer:
             return
         os.killpg(self.process.pid, sig)  # the server and, with --workers, every worker
         self.process.wait(timeout=20)
+        self.process = None
+
+
+class RedisServer:
+    """A Redis of the test's own, stopped and started again on the same port."""
+
+    def __init__(self, folder: Path, binary: str) -> None:
+        self.binary = binary
+        self.folder = folder
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 10.0) -> None:
+        command = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+        command += ["--daemonize", "no", "--dir", str(self.folder)]
+        with (self.folder / f"redis-{self.port}.log").open("ab") as log:
+            self.process = subprocess.Popen(command, stdout=log, stderr=log)
+        deadline = time.monotonic() + timeout
+        client = Redis(port=self.port, socket_connect_timeout=0.5, socket_timeout=0.5)
+        try:
+            while True:
+                try:
+                    if client.ping():
+                        return
+                except RedisError:
+                    assert time.monotonic() < deadline, "redis-server did not start"
+                    assert self.process.poll() is None, f"redis-server exited with {self.process.returncode}"
+                    time.sleep(0.05)
+        finally:
+            client.close()
+
+    def stop(self, sig: signal.Signals = signal.SIGKILL) -> None:
+        if self.process is None:
+            return
+        self.process.send_signal(sig)
+        self.process.wait(timeout=10)
         self.process = None

@@ -9,11 +9,8 @@ process is refused by every other within 1 s.
 from __future__ import annotations
 
 import asyncio
-import os
 import secrets
-import shutil
 import signal
-import subprocess
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -22,11 +19,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-from redis import Redis
-from redis.exceptions import RedisError
 
 from tests.conftest import API, FIREFOX_LINUX, PASSWORD
-from tests.live import LiveServer, free_port
+from tests.live import LiveServer, RedisServer
 
 pytestmark = pytest.mark.live
 
@@ -51,59 +46,6 @@ def start_servers(tmp_path: Path, database_url: str) -> Iterator[StartServers]:
     yield start
     for server in started:
         server.stop()
-
-
-class RedisServer:
-    """A Redis of the test's own, stopped and started again on the same port."""
-
-    def __init__(self, folder: Path, binary: str) -> None:
-        self.binary = binary
-        self.folder = folder
-        self.port = free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self, timeout: float = 10.0) -> None:
-        command = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
-        command += ["--daemonize", "no", "--dir", str(self.folder)]
-        with (self.folder / f"redis-{self.port}.log").open("ab") as log:
-            self.process = subprocess.Popen(command, stdout=log, stderr=log)
-        deadline = time.monotonic() + timeout
-        client = Redis(port=self.port, socket_connect_timeout=0.5, socket_timeout=0.5)
-        try:
-            while True:
-                try:
-                    if client.ping():
-                        return
-                except RedisError:
-                    assert time.monotonic() < deadline, "redis-server did not start"
-                    assert self.process.poll() is None, f"redis-server exited with {self.process.returncode}"
-                    time.sleep(0.05)
-        finally:
-            client.close()
-
-    def stop(self, sig: signal.Signals = signal.SIGKILL) -> None:
-        if self.process is None:
-            return
-        self.process.send_signal(sig)
-        self.process.wait(timeout=10)
-        self.process = None
-
-
-@pytest.fixture
-def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
-    binary = shutil.which("redis-server")
-    if binary is None:
-        message = "redis-server is not installed"
-        if os.environ.get("CI") or os.environ.get("REQUIRE_REDIS"):
-            pytest.fail(message)
-        pytest.skip(message)
-    folder = tmp_path / "redis"
-    folder.mkdir()
-    server = RedisServer(folder, binary)
-    server.start()
-    yield server
-    server.stop()
 
 
 # ---------------------------------------------------------------- helpers

@@ -30,9 +30,12 @@ test("npm pack makes a package that installs and imports, with its declarations"
   await writeFile(join(app, "package.json"), JSON.stringify({ name: "app", private: true, type: "module" }));
   npm(["install", "--offline", "--no-audit", "--no-fund", join(folder, tarball)], app);
   const installed = await readdir(join(app, "node_modules", "sessionward-js", "dist"));
-  assert.deepEqual(installed.filter((name) => name.endsWith(".js")), ["sessionward.js"]);
-  assert.ok(installed.includes("index.d.ts"));
+  assert.deepEqual(installed.filter((name) => name.endsWith(".js")).sort(), ["revocations.js", "sessionward.js"]);
+  assert.ok(installed.includes("index.d.ts") && installed.includes("revocations.d.ts"));
   const probe = "import { createClient, memoryStorage } from 'sessionward-js'; " +
     "const c = createClient({ url: 'http://127.0.0.1:1', storage: memoryStorage() }); console.log(c.mode, typeof c.fetch);";
   assert.equal(execFileSync(process.execPath, ["--input-type=module", "-e", probe], { cwd: app, encoding: "utf8" }), "body function\n");
+  const backend = "import { RevocationList } from 'sessionward-js/revocations'; " +
+    "const r = new RevocationList({ url: 'http://127.0.0.1:1', serviceKey: 'swk_x' }); console.log(r.connected, r.isRevoked('s'));";
+  assert.equal(execFileSync(process.execPath, ["--input-type=module", "-e", backend], { cwd: app, encoding: "utf8" }), "false false\n");
 });

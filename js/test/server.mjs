@@ -1,6 +1,6 @@
 // `sessionward serve` as a real process for the SDK's tests: the repository's own Python (SESSIONWARD_PYTHON,
 // default ../.venv/bin/python, which `make test` creates), a SQLite file in a fresh folder, a free port.
-import { spawn } from "node:child_process";
+import { execFileSync, spawn } from "node:child_process";
 import { mkdtempSync, openSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
@@ -38,16 +38,30 @@ export class LiveServer {
     this.port ??= await freePort();
     this.url = `http://127.0.0.1:${this.port}`;
     const log = openSync(join(this.folder, "server.log"), "a");
-    const env = { ...cleanEnvironment(), ...TEST_ENV, DATA_DIR: join(this.folder, "var"), ...this.env };
-    env.DATABASE_URL = `sqlite:///${join(this.folder, "var", "sessionward.db")}`;
     this.process = spawn(PYTHON, ["-m", "sessionward", "serve", "--port", String(this.port)], {
       cwd: this.folder,
-      env,
+      env: this.environment(),
       stdio: ["ignore", log, log],
       detached: true,
     });
     await this.ready();
     return this;
+  }
+
+  environment() {
+    const env = { ...cleanEnvironment(), ...TEST_ENV, DATA_DIR: join(this.folder, "var"), ...this.env };
+    env.DATABASE_URL = `sqlite:///${join(this.folder, "var", "sessionward.db")}`;
+    return env;
+  }
+
+  /** `sessionward ARGS...` on this server's database; what it printed. */
+  command(...args) {
+    return execFileSync(PYTHON, ["-m", "sessionward", ...args], {
+      cwd: this.folder,
+      env: this.environment(),
+      encoding: "utf8",
+      stdio: ["ignore", "pipe", "pipe"],
+    });
   }
 
   async ready(timeoutMs = 20_000) {

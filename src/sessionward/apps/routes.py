@@ -127,12 +127,16 @@ async def revocations(request: Request, ctx: Ctx, _: Reader) -> EventSourceRespo
     """Server-Sent Events (scope ``sessions:read``): each session revocation as ``{"sid", "sub", "revoked_at",
     "until"}``; on connect, the entries not yet moot, or with ``Last-Event-ID`` what came since."""
     feed = stream.feed_of(ctx)
-    after = stream.parse_cursor(request.headers.get("last-event-id"))
+    subscription = feed.subscribe()  # first: what is revoked during the snapshot is not missed
+    try:  # before the response starts: the database unreachable is a 503 in the envelope, not a broken stream
+        snapshot = await feed.snapshot(stream.parse_cursor(request.headers.get("last-event-id")))
+    except BaseException:
+        feed.unsubscribe(subscription)
+        raise
 
     async def events() -> AsyncIterator[ServerSentEvent]:
-        subscription = feed.subscribe()  # first: what is revoked during the snapshot is not missed
         try:
-            for entry in await feed.snapshot(after):
+            for entry in snapshot:
                 yield _event(entry)
             while not subscription.dropped:
                 yield _event(await subscription.queue.get())

@@ -6,6 +6,9 @@ and at least every half second otherwise (another process, or another machine, w
 entry to every subscriber. An entry is moot once the last access token of its session has expired (``until``).
 
 Each subscriber has a bounded queue: one that does not read is dropped, and resumes with ``Last-Event-ID``.
+
+A snapshot (what a new subscriber gets first) is one query shared by every subscriber that subscribed before it
+began: a thousand app backends reconnecting at once cost the database a few queries, not a thousand.
 """
 
 from __future__ import annotations
@@ -70,11 +73,13 @@ class Subscription:
         self.queue: asyncio.Queue[Entry] = asyncio.Queue(QUEUE_SIZE)
         self.dropped = False
 
-    def offer(self, entry: Entry) -> None:
+    def offer(self, entry: Entry) -> bool:
+        """False once the queue is full: the subscriber is dropped, and resumes from its last id."""
         try:
             self.queue.put_nowait(entry)
         except asyncio.QueueFull:
-            self.dropped = True  # it resumes from its last id after reconnecting
+            self.dropped = True
+        return not self.dropped
 
 
 class RevocationFeed:
@@ -85,6 +90,9 @@ class RevocationFeed:
         self._task: asyncio.Task[None] | None = None
         self._seen: dict[str, datetime] = {}
         self._looked_at: datetime | None = None
+        self._next_snapshot: asyncio.Future[list[Entry]] | None = None  # not begun yet: joiners welcome
+        self._snapshots = asyncio.Lock()
+        self._snapshot_task: asyncio.Task[None] | None = None
         ctx.cache.listeners.append(self._wake.set)
 
     def _moot_before(self) -> datetime:
@@ -95,9 +103,25 @@ class RevocationFeed:
         return Entry(row.id, row.user_id, row.revoked_at, row.revoked_at + lifetime)
 
     async def snapshot(self, after: datetime | None) -> list[Entry]:
-        """The entries not yet moot, or (resuming) those since ``after``, whichever reaches further back."""
-        since = self._moot_before() if after is None else min(after, self._moot_before())
-        return [self._entry(row) for row in await self._revoked_since(since)]
+        """The entries not yet moot; resuming (``after``, a ``Last-Event-ID``), those of them since then. Call it
+        after ``subscribe``: it reads the database later than that, so nothing revoked meanwhile is missed."""
+        if self._next_snapshot is None:
+            self._next_snapshot = asyncio.get_running_loop().create_future()
+            self._snapshot_task = asyncio.create_task(self._read_snapshot(self._next_snapshot))
+        entries = await asyncio.shield(self._next_snapshot)
+        if after is None:
+            return entries
+        return [entry for entry in entries if entry.revoked_at >= after - OVERLAP]
+
+    async def _read_snapshot(self, result: asyncio.Future[list[Entry]]) -> None:
+        async with self._snapshots:  # one at a time; those who come meanwhile wait for the next
+            self._next_snapshot = None  # from here on, a new subscriber needs a later read
+            try:
+                rows = await self._revoked_since(self._moot_before())
+            except Exception as exc:  # noqa: BLE001 - handed to every subscriber waiting for it
+                result.set_exception(exc)
+            else:
+                result.set_result([self._entry(row) for row in rows])
 
     async def _revoked_since(self, since: datetime) -> list[Record]:
         """Every session revoked since ``since``, read a batch at a time."""
@@ -141,7 +165,8 @@ class RevocationFeed:
         for entry in fresh:
             self._seen[entry.session_id] = entry.revoked_at
             for subscription in list(self.subscribers):
-                subscription.offer(entry)
+                if not subscription.offer(entry):
+                    self.unsubscribe(subscription)
         self._seen = {sid: at for sid, at in self._seen.items() if at >= since}
 
 
