@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 COVERED := */sessionward/tokens/*,*/sessionward/sessions/*
+EXPRESS := js/examples/express
 
 .PHONY: run test lint types pytest client-test js-test js-build bench clean
 
@@ -67,7 +68,6 @@ js/node_modules/.installed: js/package.json js/package-lock.json
 
 # The Express example (an app backend verifying tokens with jose), which the suite runs against a live server;
 # it takes sessionward-js from js/ (file:../..), so the package is built first.
-EXPRESS := js/examples/express
 $(EXPRESS)/node_modules/.installed: $(EXPRESS)/package.json $(EXPRESS)/package-lock.json js/node_modules/.installed $(wildcard js/src/*.ts)
 	@$(NODE_CHECK)
 	cd js && node build.mjs
