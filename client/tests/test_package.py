@@ -52,6 +52,9 @@ PUBLIC = {
     "verify_access_token",
     "AccessTokenVerifier",
     "AccessTokenClaims",
+    "RevocationSubscription",
+    "AccessTokenMiddleware",
+    "access_token_dependency",
     "__version__",
 }
 
