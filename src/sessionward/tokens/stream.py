@@ -92,7 +92,7 @@ class RevocationFeed:
         self._looked_at: datetime | None = None
         self._next_snapshot: asyncio.Future[list[Entry]] | None = None  # not begun yet: joiners welcome
         self._snapshots = asyncio.Lock()
-        self._snapshot_task: asyncio.Task[None] | None = None
+        self._reads: set[asyncio.Task[None]] = set()  # held here: the event loop keeps only weak references
         ctx.cache.listeners.append(self._wake.set)
 
     def _moot_before(self) -> datetime:
@@ -107,7 +107,9 @@ class RevocationFeed:
         after ``subscribe``: it reads the database later than that, so nothing revoked meanwhile is missed."""
         if self._next_snapshot is None:
             self._next_snapshot = asyncio.get_running_loop().create_future()
-            self._snapshot_task = asyncio.create_task(self._read_snapshot(self._next_snapshot))
+            read = asyncio.create_task(self._read_snapshot(self._next_snapshot))
+            self._reads.add(read)
+            read.add_done_callback(self._reads.discard)
         entries = await asyncio.shield(self._next_snapshot)
         if after is None:
             return entries
