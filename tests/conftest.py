@@ -69,6 +69,21 @@ def pytest_report_header(config: pytest.Config) -> str:
     return f"sessionward backend: {config.getoption('--backend')}"
 
 
+# A test that uses one of these runs on the backend of the pass; any other runs the same whatever the backend.
+BACKEND_FIXTURES = {"database_url", "backend", "postgres_url"}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The PostgreSQL pass runs only the tests whose database is the pass's: the others ran, identically, in the
+    SQLite pass (``make test`` runs both), and are deselected here rather than run twice."""
+    if config.getoption("--backend") != "postgres":
+        return
+    kept = [item for item in items if BACKEND_FIXTURES & set(getattr(item, "fixturenames", ()))]
+    if len(kept) < len(items):
+        config.hook.pytest_deselected(items=[item for item in items if item not in set(kept)])
+        items[:] = kept
+
+
 @pytest.fixture(scope="session")
 def backend(request: pytest.FixtureRequest) -> str:
     return str(request.config.getoption("--backend"))

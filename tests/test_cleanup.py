@@ -42,6 +42,7 @@ NOTHING = {
     "token_blacklist": 0,
     "audit_events": 0,
     "mail_tokens": 0,
+    "mfa_challenges": 0,
     "outbox": 0,
     "sealed_successors_wiped": 0,
 }

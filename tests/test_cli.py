@@ -303,6 +303,7 @@ def test_cleanup_prints_the_count_per_table(migrated: dict[str, str]) -> None:
         "token_blacklist": "0",
         "audit_events": "2",
         "mail_tokens": "0",
+        "mfa_challenges": "0",
         "outbox": "0",
         "sealed_successors_wiped": "0",
     }

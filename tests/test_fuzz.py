@@ -42,6 +42,7 @@ from sessionward.config import load_settings
 from sessionward.context import Context
 from sessionward.db import Database
 from sessionward.mail.tables import mail_tokens
+from sessionward.mfa.tables import mfa_challenges, recovery_codes, totp_factors
 from sessionward.outbox.sender import Sender
 from sessionward.outbox.tables import outbox
 from sessionward.sessions.tables import sessions
@@ -53,8 +54,11 @@ EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "40"))
 SEED = int(os.environ.get("FUZZ_SEED", "6"))
 FUZZER_EMAIL = "fuzzer-admin@example.com"
 # Refused attempts are recorded (ASVS 16.3): the one state a refused request may add.
-REFUSAL_EVENTS = {"login_failed", "device_mismatch", "ip_changed"}
-TABLES = (users_table, sessions, refresh_tokens, token_blacklist, audit_events, mail_tokens, outbox)
+REFUSAL_EVENTS = {"login_failed", "device_mismatch", "ip_changed", "mfa_failed"}
+TABLES = (
+    *(users_table, sessions, refresh_tokens, token_blacklist, audit_events, mail_tokens, outbox),
+    *(totp_factors, recovery_codes, mfa_challenges),
+)
 
 
 class Snapshots:

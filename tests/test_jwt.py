@@ -116,7 +116,7 @@ async def test_issued_access_token_is_explicitly_typed_and_carries_every_claim(l
     assert header["alg"] == "HS256"
     assert isinstance(header["kid"], str)
     assert header["kid"]
-    assert set(claims) == {"iss", "aud", "sub", "sid", "jti", "iat", "exp"}
+    assert set(claims) == {"iss", "aud", "sub", "sid", "jti", "iat", "exp", "aal", "amr", "auth_time"}
     assert claims["sub"] == str(login.user_id)
     assert claims["sid"] == login.session_id
     assert claims["exp"] - claims["iat"] == 900
@@ -631,3 +631,39 @@ async def test_revoking_a_refresh_token_twice_is_200_and_records_one_event(
     query = select(func.count()).where(audit_events.c.type == "token_revoked")
     async with ctx.db.read() as conn:
         assert (await conn.execute(query)).scalar_one() == 1
+
+
+# ---------------------------------------------------------------- strength claims (API.md "Stronger sign-in")
+
+
+@pytest.mark.parametrize(
+    "changed",
+    [
+        {"aal": "aal3"},
+        {"aal": None},
+        {"amr": "pwd"},
+        {"amr": [1]},
+        {"amr": ["pwd"] * 9},
+        {"auth_time": "1"},
+        {"auth_time": True},
+        {"auth_time": 0},
+        {"auth_time": 2**62},
+    ],
+)
+async def test_malformed_strength_claims_are_refused(
+    client: httpx.AsyncClient, login: Login, changed: dict[str, Any]
+) -> None:
+    await assert_refused(client, resigned(login, **changed), changed)
+
+
+async def test_a_token_from_before_strength_claims_works_but_is_never_fresh_enough_to_step_up(
+    client: httpx.AsyncClient, login: Login
+) -> None:
+    header, claims = parts(login.access)
+    old = {name: value for name, value in claims.items() if name not in ("aal", "amr", "auth_time")}
+    token = hmac_sign(header, old)
+
+    assert (await me(client, token)).status_code == 200
+    refused = await client.delete(f"{API}/sessions", headers={"authorization": f"Bearer {token}"})
+    assert refused.status_code == 403
+    assert refused.json()["code"] == "step_up_required"

@@ -16,7 +16,10 @@ from sessionward.users.service import create as create_user
 from tests.conftest import API, PASSWORD, Login, Users, dead, me_status, refresh_status, works
 
 ADMIN = "/api/v1/admin"
-SESSION_FIELDS = {"id", "device_info", "ip_address", "created_at", "last_activity", "expires_at", "is_current"}
+SESSION_FIELDS = {
+    *("id", "device_info", "ip_address", "created_at", "last_activity", "expires_at", "is_current"),
+    *("aal", "amr", "auth_time"),  # how it was authenticated (API.md "Stronger sign-in")
+}
 ISO_Z = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z$")
 MISSING_SESSION = "ab" * 32  # 64 hex characters that name no session
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import httpx
 
-from sessionward_client import FileTokenStore, SessionRevoked, SessionwardClient, SessionwardError
+from sessionward_client import FileTokenStore, MfaRequired, SessionRevoked, SessionwardClient, SessionwardError
 
 
 def main() -> int:
@@ -48,6 +48,8 @@ def main() -> int:
             password = os.environ.get("SESSIONWARD_PASSWORD") or getpass.getpass(f"password for {args.email}: ")
             try:
                 result = client.login(args.email, password)
+                if isinstance(result, MfaRequired):  # two-step verification is on: the code of the app
+                    result = client.login_mfa(result.challenge, totp=input("authenticator code: ").strip())
             except SessionwardError as error:
                 print(f"sign-in failed: {error.message}", file=sys.stderr)
                 return 1

@@ -24,6 +24,7 @@ PUBLIC = {
     # results
     "User",
     "LoginResult",
+    "MfaRequired",
     "Session",
     "SessionList",
     "DeviceInfo",
@@ -42,6 +43,7 @@ PUBLIC = {
     "InvalidCredentials",
     "SessionRevoked",
     "Forbidden",
+    "StepUpRequired",
     "NotFound",
     "Conflict",
     "RateLimited",
@@ -70,7 +72,7 @@ def test_the_public_names_are_exactly_the_curated_all() -> None:
 def test_every_error_is_a_sessionward_error() -> None:
     errors = [getattr(sessionward_client, name) for name in PUBLIC if name not in {"FieldError", "__version__"}]
     errors = [cls for cls in errors if isinstance(cls, type) and issubclass(cls, Exception)]
-    assert len(errors) == 13
+    assert len(errors) == 14
     assert all(issubclass(cls, sessionward_client.SessionwardError) for cls in errors)
 
 

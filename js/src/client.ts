@@ -8,11 +8,13 @@ import { Tabs, type Access, type TabMessage } from "./tabs.js";
 import type {
   AuthEvent,
   CredentialJSON,
+  MfaStatus,
   Mode,
   SecondFactor,
   SecurityEvent,
   SessionList,
   SignInResult,
+  TotpEnrolment,
   User,
 } from "./types.js";
 
@@ -337,6 +339,33 @@ export class Client {
     if (this.mode === "body") await this.storage.removeItem(this.storageKey);
     this.end("signed_out", true);
   }
+
+  /** Confirm it's you, after a call failed with an `ApiError` whose `code` is "step_up_required": with the password,
+   * or (when the error's `aal` is "aal2") a second factor. The session's sign-in becomes recent; try the call again. */
+  async reauthenticate(proof: { password: string } | SecondFactor): Promise<void> {
+    const { data } = await this.api("/reauthenticate", { method: "POST", json: proof });
+    this.adopt(fromAnswer(data.access), true);
+  }
+
+  readonly mfa = {
+    /** The confirmed second factors and how many recovery codes are left. */
+    status: async (): Promise<MfaStatus> => (await this.api("/mfa")).data as MfaStatus,
+    /** A new authenticator secret, its otpauth:// URI and QR code (SVG); on once `confirmTotp` gets a code. */
+    startTotp: async (): Promise<TotpEnrolment> =>
+      (await this.api("/mfa/totp", { method: "POST" })).data as TotpEnrolment,
+    /** Turns two-step verification on with a first code; answers the recovery codes (shown once). */
+    confirmTotp: async (code: string): Promise<string[]> => {
+      const { data } = await this.api("/mfa/totp/confirm", { method: "POST", json: { code } });
+      this.adopt(fromAnswer(data.access), true); // this session now counts two factors
+      return data.recovery_codes as string[];
+    },
+    removeTotp: async (): Promise<void> => {
+      await this.api("/mfa/totp", { method: "DELETE" });
+    },
+    /** A new set of recovery codes; the old ones stop working. */
+    newRecoveryCodes: async (): Promise<string[]> =>
+      (await this.api("/mfa/recovery-codes", { method: "POST" })).data.recovery_codes as string[],
+  };
 
   async getUser(): Promise<User> {
     return (await this.api("/me")).data.user as User;

@@ -23,6 +23,8 @@ export class ApiError extends Error {
   readonly errors: FieldError[];
   /** A machine-readable code when the service gives one, such as "step_up_required". */
   readonly code: string | null;
+  /** With "step_up_required": the level `reauthenticate` must reach ("aal2": a second factor, not the password). */
+  readonly aal: "aal1" | "aal2" | null;
 
   constructor(status: number, body: unknown) {
     const envelope = (typeof body === "object" && body !== null ? body : {}) as Record<string, unknown>;
@@ -31,5 +33,6 @@ export class ApiError extends Error {
     this.status = status;
     this.errors = Array.isArray(envelope.errors) ? (envelope.errors as FieldError[]) : [];
     this.code = typeof envelope.code === "string" ? envelope.code : null;
+    this.aal = envelope.aal === "aal1" || envelope.aal === "aal2" ? envelope.aal : null;
   }
 }

@@ -27,6 +27,10 @@ export interface Session {
   last_activity: string;
   expires_at: string;
   is_current: boolean;
+  /** How it was authenticated: "aal1" one factor, "aal2" two; `amr` as RFC 8176 values; `auth_time` when. */
+  aal: "aal1" | "aal2";
+  amr: string[];
+  auth_time: string;
 }
 
 export interface SessionList {
@@ -60,6 +64,18 @@ export interface MfaRequired {
 }
 
 export type SignInResult = SignedIn | MfaRequired;
+
+export interface MfaStatus {
+  factors: Factor[];
+  totp: { confirmed: boolean; created_at: string; confirmed_at: string | null } | null;
+  recovery_codes_left: number;
+}
+
+export interface TotpEnrolment {
+  secret: string;
+  otpauth_uri: string;
+  qr_svg: string;
+}
 
 /** A WebAuthn credential as JSON (`PublicKeyCredential.toJSON()`). */
 export type CredentialJSON = Record<string, unknown>;

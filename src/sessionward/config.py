@@ -125,6 +125,10 @@ class Settings(BaseSettings):
     cookie_samesite: Literal["strict", "lax", "none"] = "strict"
     cookie_domain: str | None = None
 
+    # Stronger sign-in (API.md "Stronger sign-in"): the recency sensitive actions need, and the data key ring.
+    step_up_max_age: Duration = timedelta(minutes=10)
+    data_encryption_key: SecretStr | None = None
+
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     @field_validator(
@@ -187,6 +191,15 @@ class Settings(BaseSettings):
             raise ValueError("expected an address such as 'sessionward <no-reply@example.com>'")
         return value
 
+    @field_validator("data_encryption_key")
+    @classmethod
+    def _data_keys(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            parts = [part.strip() for part in value.get_secret_value().split(",") if part.strip()]
+            if not parts or not all(_DATA_KEY.fullmatch(part) for part in parts):
+                raise ValueError("expected base64url keys of 32 bytes, comma-separated (the first one encrypts)")
+        return value
+
     @field_validator("trusted_proxies", mode="before")
     @classmethod
     def _split(cls, value: Any) -> Any:
@@ -228,6 +241,7 @@ class Settings(BaseSettings):
 
 
 _ORIGIN = re.compile(r"https?://[a-z0-9.-]+(?::\d{1,5})?|https?://\[[0-9a-f:.]+\](?::\d{1,5})?")
+_DATA_KEY = re.compile(r"[A-Za-z0-9_-]{43}")  # 32 bytes, unpadded base64url
 _DOMAIN = re.compile(r"[a-z0-9-]+(?:\.[a-z0-9-]+)+")
 
 

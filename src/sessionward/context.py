@@ -14,6 +14,7 @@ from sessionward.tokens.jwt import AccessTokens
 from sessionward.tokens.keys import Keys
 from sessionward.tokens.revocation import RevocationCache
 from sessionward.users.passwords import Passwords
+from sessionward.vault import Vault
 
 if TYPE_CHECKING:
     from sessionward.tokens.broadcast import RevocationBus
@@ -30,6 +31,7 @@ class Context:
     passwords: Passwords
     limits: RateLimits
     outbox: Sender
+    vault: Vault
     bus: RevocationBus | None = None
     feed: RevocationFeed | None = None  # the revocation stream's, made by its first subscriber
 
@@ -56,6 +58,7 @@ class Context:
             ),
             limits=RateLimits(settings),
             outbox=Sender(db, clock),
+            vault=Vault(settings),
         )
         from sessionward.mail.delivery import MailDelivery  # it needs the context: imported once that exists
         from sessionward.mail.outgoing import KIND

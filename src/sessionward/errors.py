@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import Any
 
 
 class ErrorCode(StrEnum):
@@ -44,12 +45,14 @@ class AppError(Exception):
         *,
         errors: list[dict[str, str]] | None = None,
         retry_after: int | None = None,
+        extra: dict[str, Any] | None = None,
     ) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
         self.errors = errors
         self.retry_after = retry_after
+        self.extra = extra  # more members of the body, for a client to act on (``step_up_required``)
 
     @property
     def status(self) -> int:

@@ -35,6 +35,8 @@ def failure(error: AppError) -> JSON:
     body: dict[str, Any] = {"status": "error" if error.status >= 500 else "fail", "message": error.message}
     if error.errors:
         body["errors"] = error.errors
+    if error.extra:
+        body |= error.extra
     headers: dict[str, str] = {}
     if error.code in (ErrorCode.INVALID_TOKEN, ErrorCode.INVALID_CREDENTIALS) and error.status == 401:
         # RFC 6750 §3; the reason is never given (expired, revoked and unknown look the same).

@@ -13,7 +13,7 @@ from collections import namedtuple
 from collections.abc import Mapping, Sequence
 from typing import Any, cast
 
-from sqlalchemy import ColumnElement
+from sqlalchemy import ColumnElement, Select
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -21,11 +21,15 @@ from sqlalchemy.sql.dml import UpdateBase
 
 
 class Prepared:
-    """A hot-path statement. ``returns``: the columns a RETURNING gives back; ``keys``: the columns an INSERT
-    sets."""
+    """A hot-path statement. ``returns``: the columns it gives back (a RETURNING, or a SELECT over data-modifying
+    CTEs); ``keys``: the columns an INSERT sets."""
 
     def __init__(
-        self, statement: UpdateBase, returns: Sequence[ColumnElement[Any]] = (), *, keys: Sequence[str] = ()
+        self,
+        statement: UpdateBase | Select[Any],
+        returns: Sequence[ColumnElement[Any]] = (),
+        *,
+        keys: Sequence[str] = (),
     ) -> None:
         self.statement = statement
         self._returns = list(returns)

@@ -34,6 +34,9 @@ class Failure(BaseModel):
     status: Literal["fail", "error"]
     message: str
     errors: list[FieldError] | None = None
+    code: Literal["step_up_required"] | None = None  # with a 403: authenticate again (``/reauthenticate``) first
+    aal: Literal["aal1", "aal2"] | None = None  # with ``step_up_required``: the level needed
+    max_age: int | None = None  # with ``step_up_required``: how recent, in seconds (``STEP_UP_MAX_AGE``)
 
 
 def errors(*codes: int) -> dict[int | str, dict[str, Any]]:

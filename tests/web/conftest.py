@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 import secrets
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, Request, expect, sync_playwright
 
-from tests.conftest import API, PASSWORD
+from tests.conftest import API, PASSWORD, new_postgres_database
 from tests.live import LiveServer
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -53,11 +54,23 @@ def chromium() -> Iterator[Browser]:
 
 
 def _server(tmp_path_factory: pytest.TempPathFactory, name: str, **env: str) -> Iterator[LiveServer]:
+    """A server on a SQLite file of its own: for what the browser does, whatever the database."""
     server = LiveServer(tmp_path_factory.mktemp(name), env={**SERVER_ENV, **env}).start()
     try:
         yield server
     finally:
         server.stop()
+
+
+@contextmanager
+def pass_database(backend: str, name: str) -> Iterator[str | None]:
+    """For a flow the suite runs on each backend: a database of its own on the pass's PostgreSQL, or ``None``
+    (the server's own SQLite file) in the SQLite pass."""
+    if backend != "postgres":
+        yield None
+        return
+    with new_postgres_database(f"sessionward_{name}") as url:
+        yield url
 
 
 @pytest.fixture(scope="package")

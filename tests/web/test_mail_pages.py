@@ -13,7 +13,7 @@ from playwright.sync_api import Browser, expect
 from tests.conftest import PASSWORD
 from tests.live import LiveServer
 from tests.smtp import SmtpServer, link_in
-from tests.web.conftest import SERVER_ENV, Api, Device, _device_factory, on_sign_in_page
+from tests.web.conftest import SERVER_ENV, Api, Device, _device_factory, on_sign_in_page, pass_database
 
 pytestmark = pytest.mark.browser
 NEW_PASSWORD = "a brand new passphrase"
@@ -27,12 +27,15 @@ def smtp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SmtpServer]:
 
 
 @pytest.fixture(scope="module")
-def mail_server(tmp_path_factory: pytest.TempPathFactory, smtp: SmtpServer) -> Iterator[LiveServer]:
-    server = LiveServer(tmp_path_factory.mktemp("web-mail"), env={**SERVER_ENV, "SMTP_URL": smtp.url})
-    server.env["PUBLIC_URL"] = server.base_url
-    server.start()
-    yield server
-    server.stop()
+def mail_server(tmp_path_factory: pytest.TempPathFactory, smtp: SmtpServer, backend: str) -> Iterator[LiveServer]:
+    """On the pass's backend: the mail flows run on SQLite and on PostgreSQL."""
+    with pass_database(backend, "web_mail") as database_url:
+        folder = tmp_path_factory.mktemp("web-mail")
+        server = LiveServer(folder, database_url=database_url, env={**SERVER_ENV, "SMTP_URL": smtp.url})
+        server.env["PUBLIC_URL"] = server.base_url
+        server.start()
+        yield server
+        server.stop()
 
 
 @pytest.fixture

@@ -19,10 +19,20 @@ from sessionward_client._errors import (
     ServiceUnavailable,
     SessionRevoked,
     SessionwardError,
+    StepUpRequired,
     Unauthorized,
     ValidationFailed,
 )
-from sessionward_client._models import DeviceInfo, Event, LoginResult, Session, SessionList, TokenSet, User
+from sessionward_client._models import (
+    DeviceInfo,
+    Event,
+    LoginResult,
+    MfaRequired,
+    Session,
+    SessionList,
+    TokenSet,
+    User,
+)
 from sessionward_client._revocations import RevocationSubscription
 from sessionward_client._stores import FileTokenStore, MemoryTokenStore, TokenStore
 from sessionward_client._verify import AccessTokenClaims, AccessTokenVerifier, verify_access_token
@@ -44,6 +54,7 @@ __all__ = [
     "InvalidCredentials",
     "LoginResult",
     "MemoryTokenStore",
+    "MfaRequired",
     "NotFound",
     "NotSignedIn",
     "RateLimited",
@@ -56,6 +67,7 @@ __all__ = [
     "SessionwardAuth",
     "SessionwardClient",
     "SessionwardError",
+    "StepUpRequired",
     "TokenSet",
     "TokenStore",
     "Unauthorized",

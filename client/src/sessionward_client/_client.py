@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import TracebackType
 from typing import Any, Self
 
@@ -12,7 +12,7 @@ import httpx
 
 from sessionward_client._auth import DEFAULT_USER_AGENT, SessionwardAuth
 from sessionward_client._errors import CallKind, Unauthorized, error_from_response
-from sessionward_client._models import Event, LoginResult, SessionList, TokenSet, User
+from sessionward_client._models import Event, LoginResult, MfaRequired, SessionList, TokenSet, User
 from sessionward_client._stores import TokenStore
 
 API = "/api/v1/auth"
@@ -45,6 +45,22 @@ def _register(email: str, password: str, name: str | None) -> _Call:
 
 def _login(email: str, password: str) -> _Call:
     return _Call("POST", f"{API}/login", json={"email": email, "password": password}, protected=False, kind="login")
+
+
+def _login_mfa(challenge: str, totp: str | None, recovery_code: str | None) -> _Call:
+    body = {"challenge": challenge, **_proof(totp=totp, recovery_code=recovery_code)}
+    return _Call("POST", f"{API}/login/mfa", json=body, protected=False)
+
+
+def _proof(**given: str | None) -> dict[str, str]:
+    """The one proof given (``/login/mfa``, ``/reauthenticate``): the service refuses none or several."""
+    return {name: value for name, value in given.items() if value is not None}
+
+
+def _reauthenticate(password: str | None, totp: str | None, recovery_code: str | None) -> _Call:
+    return _Call(
+        "POST", f"{API}/reauthenticate", json=_proof(password=password, totp=totp, recovery_code=recovery_code)
+    )
 
 
 def _logout(everywhere: bool) -> _Call:
@@ -99,6 +115,28 @@ class _Base:
         self.auth.set_tokens(result.tokens)
         return result
 
+    def _first_stage(self, data: dict[str, Any], obtained_at: float) -> LoginResult | MfaRequired:
+        if data.get("mfa_required") is True:
+            return MfaRequired.from_json(data)
+        return self._logged_in(data, obtained_at)
+
+    def _reauthenticated(self, data: dict[str, Any], obtained_at: float) -> None:
+        """The fresh access token of ``/reauthenticate`` in place of the stored one (the refresh token stays)."""
+        tokens = self.auth.tokens
+        if tokens is None:  # signed out meanwhile
+            return
+        access = data["access"]
+        refresh_at = tokens.refresh_expires_at
+        self.auth.set_tokens(
+            replace(
+                tokens,
+                access_token=str(access["token"]),
+                access_expires_in=float(access["expires_in"]),
+                refresh_expires_in=None if refresh_at is None else refresh_at - obtained_at,
+                obtained_at=obtained_at,
+            )
+        )
+
 
 class SessionwardClient(_Base):
     """A blocking client for the sessionward service at ``base_url``.
@@ -138,10 +176,24 @@ class SessionwardClient(_Base):
         """Create an account (does not sign in)."""
         return User.from_json(self._send(_register(email, password, name))["user"])
 
-    def login(self, email: str, password: str) -> LoginResult:
-        """Sign in: a new session whose tokens go to the token store."""
+    def login(self, email: str, password: str) -> LoginResult | MfaRequired:
+        """Sign in: a new session whose tokens go to the token store; for a user with two-step verification,
+        :class:`MfaRequired` (finish with ``login_mfa``)."""
         obtained_at = time.time()
-        return self._logged_in(self._send(_login(email, password)), obtained_at)
+        return self._first_stage(self._send(_login(email, password)), obtained_at)
+
+    def login_mfa(self, challenge: str, *, totp: str | None = None, recovery_code: str | None = None) -> LoginResult:
+        """The second stage of a login: the challenge of :class:`MfaRequired` and a code (``Forbidden``: wrong)."""
+        obtained_at = time.time()
+        return self._logged_in(self._send(_login_mfa(challenge, totp, recovery_code)), obtained_at)
+
+    def reauthenticate(
+        self, *, password: str | None = None, totp: str | None = None, recovery_code: str | None = None
+    ) -> None:
+        """Confirm it's you (after :class:`StepUpRequired`): the session's sign-in becomes recent, and of two
+        factors with ``totp`` or ``recovery_code``; the new access token goes to the token store."""
+        obtained_at = time.time()
+        self._reauthenticated(self._send(_reauthenticate(password, totp, recovery_code)), obtained_at)
 
     def logout(self, all: bool = False) -> None:
         """End this session (``all=True``: every session of the user) and clear the token store.
@@ -223,10 +275,26 @@ class AsyncSessionwardClient(_Base):
         """Create an account (does not sign in)."""
         return User.from_json((await self._send(_register(email, password, name)))["user"])
 
-    async def login(self, email: str, password: str) -> LoginResult:
-        """Sign in: a new session whose tokens go to the token store."""
+    async def login(self, email: str, password: str) -> LoginResult | MfaRequired:
+        """Sign in: a new session whose tokens go to the token store; for a user with two-step verification,
+        :class:`MfaRequired` (finish with ``login_mfa``)."""
         obtained_at = time.time()
-        return self._logged_in(await self._send(_login(email, password)), obtained_at)
+        return self._first_stage(await self._send(_login(email, password)), obtained_at)
+
+    async def login_mfa(
+        self, challenge: str, *, totp: str | None = None, recovery_code: str | None = None
+    ) -> LoginResult:
+        """The second stage of a login: the challenge of :class:`MfaRequired` and a code (``Forbidden``: wrong)."""
+        obtained_at = time.time()
+        return self._logged_in(await self._send(_login_mfa(challenge, totp, recovery_code)), obtained_at)
+
+    async def reauthenticate(
+        self, *, password: str | None = None, totp: str | None = None, recovery_code: str | None = None
+    ) -> None:
+        """Confirm it's you (after :class:`StepUpRequired`): the session's sign-in becomes recent, and of two
+        factors with ``totp`` or ``recovery_code``; the new access token goes to the token store."""
+        obtained_at = time.time()
+        self._reauthenticated(await self._send(_reauthenticate(password, totp, recovery_code)), obtained_at)
 
     async def logout(self, all: bool = False) -> None:
         """End this session (``all=True``: every session of the user) and clear the token store.

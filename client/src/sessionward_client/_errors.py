@@ -66,6 +66,15 @@ class Forbidden(SessionwardError):
     """403: e.g. wrong current password, unverified email, registration disabled, not an admin."""
 
 
+class StepUpRequired(Forbidden):
+    """403 ``step_up_required``: a sensitive action needs a recent sign-in of level ``aal`` first: call
+    ``reauthenticate`` (with the second factor when ``aal`` is ``"aal2"``), then try again."""
+
+    def __init__(self, message: str, *, status: int | None = 403, aal: str = "aal1") -> None:
+        super().__init__(message, status=status)
+        self.aal = aal
+
+
 class NotFound(SessionwardError):
     """404: e.g. a session that does not exist or is not the caller's."""
 
@@ -138,6 +147,9 @@ def error_from_response(response: httpx.Response, *, kind: CallKind = "other") -
         if kind == "refresh":
             return SessionRevoked(text, status=status)
         return Unauthorized(text, status=status)
+    if status == 403 and body.get("code") == "step_up_required":
+        aal = body.get("aal")
+        return StepUpRequired(text, status=status, aal=aal if isinstance(aal, str) else "aal1")
     simple: dict[int, type[SessionwardError]] = {403: Forbidden, 404: NotFound, 409: Conflict}
     if status in simple:
         return simple[status](text, status=status)

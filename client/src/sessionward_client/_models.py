@@ -82,6 +82,8 @@ class Session:
     last_activity: datetime | None
     expires_at: datetime | None
     is_current: bool
+    aal: str | None = None  # "aal1" (one factor) or "aal2" (two)
+    auth_time: datetime | None = None  # when the user last authenticated in it
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Session:
@@ -93,6 +95,8 @@ class Session:
             last_activity=_time(data.get("last_activity")),
             expires_at=_time(data.get("expires_at")),
             is_current=bool(data.get("is_current", False)),
+            aal=_str(data.get("aal")),
+            auth_time=_time(data.get("auth_time")),
         )
 
 
@@ -230,4 +234,22 @@ class LoginResult:
             session_expires_at=_time(session.get("expires_at")),
             device_info=DeviceInfo.from_json(session.get("device_info")),
             tokens=TokenSet.from_tokens_json(data["tokens"], session_id=session_id, obtained_at=obtained_at),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class MfaRequired:
+    """``login()`` of a user with two-step verification: no session yet. Finish with ``login_mfa(challenge, totp=...)``
+    (or ``recovery_code=...``) within ``expires_in`` seconds."""
+
+    challenge: str
+    factors: list[str]
+    expires_in: int
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> MfaRequired:
+        return cls(
+            challenge=str(data["challenge"]),
+            factors=[str(factor) for factor in data.get("factors", [])],
+            expires_in=int(data.get("expires_in", 0)),
         )

@@ -14,6 +14,7 @@ from sessionward.errors import AppError, ErrorCode, not_found
 from sessionward.sessions import service as sessions
 from sessionward.sessions.devices import Device
 from sessionward.sessions.service import LoginResult
+from sessionward.tokens.jwt import authenticated
 from sessionward.users import service as users
 from sessionward.users.models import Role
 
@@ -24,8 +25,10 @@ async def sign_in(ctx: Context, actor: Actor, *, user_id: int, device: Device) -
         user = await users.find(conn, user_id=user_id)
     if user is None:
         raise not_found("User")
+    # The app authenticated the user, by its own means: no method of ours to name (an empty ``amr``).
+    strength = authenticated((), at=ctx.clock.now())
     return await sessions.open_session(
-        ctx, user, device=device, event=EventType.SESSION_ISSUED, details=actor.details()
+        ctx, user, device=device, event=EventType.SESSION_ISSUED, strength=strength, details=actor.details()
     )
 
 

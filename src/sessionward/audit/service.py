@@ -35,6 +35,12 @@ class EventType(StrEnum):
     EMAIL_CHANGED = "email_changed"
     USER_IMPORTED = "user_imported"
     SESSION_ISSUED = "session_issued"
+    MFA_ENROLLED = "mfa_enrolled"
+    MFA_REMOVED = "mfa_removed"
+    MFA_FAILED = "mfa_failed"
+    RECOVERY_CODE_USED = "recovery_code_used"
+    RECOVERY_CODES_REGENERATED = "recovery_codes_regenerated"
+    STEP_UP = "step_up"
 
 
 async def record(

@@ -19,6 +19,7 @@ from sessionward.db import Record, Transaction
 from sessionward.errors import AppError, ErrorCode
 from sessionward.mail import store
 from sessionward.mail.outgoing import Purpose, Template, queue
+from sessionward.mfa import service as mfa
 from sessionward.sessions.devices import Device
 from sessionward.tokens import service as tokens
 from sessionward.tokens.opaque import hash_token
@@ -107,6 +108,7 @@ async def password_notice(ctx: Context, tx: Transaction, *, user_id: int, how: s
 
 async def change_email(ctx: Context, principal: Principal, *, new_email: str, password: str, device: Device) -> None:
     """A confirmation to the new address and a notice to the old one; nothing changes until it is confirmed."""
+    await mfa.require_step_up(ctx, principal, password_given=True)
     await users.confirm_password(ctx, user_id=principal.user_id, password=password)
     await _limit(ctx, Purpose.CHANGE_EMAIL, new_email, device)
     now = ctx.clock.now()

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr
 from pydantic.json_schema import SkipJsonSchema
@@ -34,6 +34,9 @@ class SessionOut(BaseModel):
     last_activity: str
     expires_at: str
     is_current: bool
+    aal: Literal["aal1", "aal2"]
+    amr: list[str]
+    auth_time: str
 
 
 class DeviceList(BaseModel):

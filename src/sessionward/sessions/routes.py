@@ -6,12 +6,15 @@ from fastapi import APIRouter, Body, Header, Path, Request
 from pydantic import WithJsonSchema
 
 from sessionward.audit.service import EventType
+from sessionward.context import Context
 from sessionward.deps import Caller, ClientDevice, Ctx
 from sessionward.errors import validation
 from sessionward.http import JSON, ok
+from sessionward.mfa.models import LoginMfaRequest, MfaRequired
 from sessionward.schemas import Message, Success, errors
 from sessionward.sessions import service
 from sessionward.sessions.models import DeviceList, LoginOut, LogoutRequest, RevokedCount
+from sessionward.sessions.service import LoginResult
 from sessionward.users.models import LoginRequest
 from sessionward.web import cookies
 
@@ -24,14 +27,39 @@ class RevokedMessage(Success[RevokedCount]):
     message: str
 
 
-@router.post("/login", response_model=Success[LoginOut], responses=errors(401, 403))
+@router.post("/login", response_model=Success[LoginOut | MfaRequired], responses=errors(401, 403))
 async def login(
     request: Request, body: LoginRequest, ctx: Ctx, device: ClientDevice, x_sessionward_client: cookies.WebClient = None
 ) -> JSON:
+    """A session, or ``mfa_required`` with a challenge for ``/login/mfa`` when the user has a second factor."""
     if x_sessionward_client == cookies.WEB:
         cookies.check_origin(request, ctx.settings)  # login CSRF: before the password is even looked at
     result = await service.login(ctx, email=body.email, password=body.password, device=device)
-    if x_sessionward_client != cookies.WEB:
+    if isinstance(result, dict):
+        return ok(result)
+    return _signed_in(request, ctx, result, web=x_sessionward_client == cookies.WEB)
+
+
+@router.post("/login/mfa", response_model=Success[LoginOut], responses=errors(403))
+async def login_mfa(
+    request: Request,
+    body: LoginMfaRequest,
+    ctx: Ctx,
+    device: ClientDevice,
+    x_sessionward_client: cookies.WebClient = None,
+) -> JSON:
+    """The second stage of a login: the challenge and a TOTP or recovery code (``403`` ``Invalid code``)."""
+    if x_sessionward_client == cookies.WEB:
+        cookies.check_origin(request, ctx.settings)
+    result = await service.login_mfa(
+        ctx, challenge=body.challenge, totp=body.totp, recovery_code=body.recovery_code, device=device
+    )
+    return _signed_in(request, ctx, result, web=x_sessionward_client == cookies.WEB)
+
+
+def _signed_in(request: Request, ctx: Context, result: LoginResult, *, web: bool) -> JSON:
+    """The login answer; in browser (cookie) mode the refresh token goes in a cookie instead of the body."""
+    if not web:
         return ok(result.body())
     response = ok(result.body(refresh_in_body=False))
     first = cookies.Presented(result.tokens.refresh, result.session["id"])

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sessionward.audit.service import EventType, record
@@ -13,9 +13,11 @@ from sessionward.db import Transaction
 from sessionward.errors import not_found
 from sessionward.mail import service as mail
 from sessionward.mail.outgoing import Template, queue
+from sessionward.mfa import service as mfa
 from sessionward.sessions import store
 from sessionward.sessions.devices import Device, same_device_family
 from sessionward.tokens import service as tokens
+from sessionward.tokens.jwt import Strength, authenticated
 from sessionward.tokens.opaque import new_session_id
 from sessionward.tokens.service import Principal, TokenPair
 from sessionward.users import service as users
@@ -32,19 +34,43 @@ class LoginResult:
         return {"user": self.user, "tokens": tokens, "session": self.session}
 
 
-async def login(ctx: Context, *, email: str, password: str, device: Device) -> LoginResult:
+async def login(ctx: Context, *, email: str, password: str, device: Device) -> LoginResult | dict[str, Any]:
+    """A session, or for a user with a second factor the challenge of the second stage (``login_mfa``)."""
     limits = ctx.limits
     await limits.hit(limits.login_per_ip, device.ip or "-")
     await limits.hit(limits.login, device.ip or "-", email.strip().lower())
     user = await users.authenticate(ctx, email=email, password=password)
-    return await open_session(ctx, user, device=device, event=EventType.LOGIN_SUCCEEDED)
+    second_stage = await mfa.challenge_for(ctx, user, device=device)
+    if second_stage is not None:
+        return second_stage
+    strength = authenticated((mfa.PWD,), at=ctx.clock.now())
+    return await open_session(ctx, user, device=device, event=EventType.LOGIN_SUCCEEDED, strength=strength)
+
+
+async def login_mfa(
+    ctx: Context, *, challenge: str, totp: str | None, recovery_code: str | None, device: Device
+) -> LoginResult:
+    user, strength, factor = await mfa.pass_challenge(
+        ctx, challenge=challenge, totp=totp, recovery_code=recovery_code, device=device
+    )
+    details = {"mfa": factor.value}
+    return await open_session(
+        ctx, user, device=device, event=EventType.LOGIN_SUCCEEDED, strength=strength, details=details
+    )
 
 
 async def open_session(
-    ctx: Context, user: Any, *, device: Device, event: EventType, details: dict[str, Any] | None = None
+    ctx: Context,
+    user: Any,
+    *,
+    device: Device,
+    event: EventType,
+    strength: Strength,
+    details: dict[str, Any] | None = None,
 ) -> LoginResult:
     """A new session of an authenticated user, with its first tokens; the cap evicts the least recently active
-    one beyond it. ``event`` records how it began (a login, or a sign-in an app made for its user)."""
+    one beyond it. ``event`` records how it began (a login, or a sign-in an app made for its user), ``strength``
+    how the user was authenticated."""
     now = ctx.clock.now()
     settings = ctx.settings
     session_id = new_session_id()
@@ -62,9 +88,18 @@ async def open_session(
             user_agent=device.user_agent,
             now=now,
             expires_at=expires_at,
+            aal=strength.aal.value,
+            amr=" ".join(strength.amr),
+            auth_time=datetime.fromtimestamp(strength.auth_time, UTC),
         )
         pair = await tokens.issue_first(
-            ctx, tx.conn, user_id=user.id, session_id=session_id, session_expires_at=expires_at, now=now
+            ctx,
+            tx.conn,
+            user_id=user.id,
+            session_id=session_id,
+            session_expires_at=expires_at,
+            strength=strength,
+            now=now,
         )
         await record(
             tx.conn, user_id=user.id, type=event, now=now, session_id=session_id, device=device, details=details
@@ -116,6 +151,9 @@ def _listed(row: Any, current: str | None) -> dict[str, Any]:
         "last_activity": iso(row.last_activity),
         "expires_at": iso(row.expires_at),
         "is_current": row.id == current,
+        "aal": row.aal,
+        "amr": row.amr.split(),
+        "auth_time": iso(row.auth_time),
     }
 
 
@@ -155,6 +193,7 @@ async def revoke_one(ctx: Context, principal: Principal, *, session_id: str, eve
 
 
 async def revoke_others(ctx: Context, principal: Principal) -> int:
+    await mfa.require_step_up(ctx, principal)
     now = ctx.clock.now()
     async with ctx.db.transaction() as tx:
         ended = await tokens.end_sessions(
@@ -193,6 +232,7 @@ async def logout(ctx: Context, principal: Principal, *, session_id: str | None, 
 
 async def change_password(ctx: Context, principal: Principal, *, current: str, new: str, device: Device) -> None:
     """A new password ends every other session: whoever knew the old one is signed out."""
+    await mfa.require_step_up(ctx, principal, password_given=True)
     await users.confirm_password(ctx, user_id=principal.user_id, password=current)
     password_hash = await users.new_password_hash(ctx, new)
     now = ctx.clock.now()
@@ -215,6 +255,7 @@ async def change_password(ctx: Context, principal: Principal, *, current: str, n
 
 async def delete_account(ctx: Context, principal: Principal, *, password: str) -> None:
     """GDPR erasure: the user and, by cascade, every session, token and event."""
+    await mfa.require_step_up(ctx, principal, password_given=True)
     await users.confirm_password(ctx, user_id=principal.user_id, password=password)
     now = ctx.clock.now()
     async with ctx.db.transaction() as tx:

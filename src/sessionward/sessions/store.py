@@ -21,7 +21,11 @@ _LISTED = (
     sessions.c.created_at,
     sessions.c.last_activity,
     sessions.c.expires_at,
+    sessions.c.aal,
+    sessions.c.amr,
+    sessions.c.auth_time,
 )
+STRENGTH = (sessions.c.aal, sessions.c.amr, sessions.c.auth_time)
 
 
 def active(
@@ -44,8 +48,14 @@ async def insert_session(
     user_agent: str,
     now: datetime,
     expires_at: datetime,
+    aal: str,
+    amr: str,
+    auth_time: datetime,
 ) -> None:
     stmt = insert(sessions).values(
+        aal=aal,
+        amr=amr,
+        auth_time=auth_time,
         id=session_id,
         user_id=user_id,
         device_info=device_info,
@@ -66,7 +76,7 @@ async def lock_user(conn: AsyncConnection, *, user_id: int) -> None:
 
 
 # Built once (the refresh and verification paths): building a statement costs more than running it.
-_TOUCHED = (sessions.c.user_id, sessions.c.expires_at, sessions.c.device_info, sessions.c.ip_address)
+_TOUCHED = (sessions.c.user_id, sessions.c.expires_at, sessions.c.device_info, sessions.c.ip_address, *STRENGTH)
 _TOUCH_FOR_REFRESH = Prepared(
     update(sessions)
     .where(
@@ -104,6 +114,16 @@ async def touch_for_refresh(
 
 async def set_ip(conn: AsyncConnection, *, session_id: str, ip: str | None) -> None:
     await conn.execute(update(sessions).where(sessions.c.id == session_id).values(ip_address=ip))
+
+
+async def strength(conn: AsyncConnection, session_id: str) -> Record | None:
+    return (await conn.execute(select(*STRENGTH).where(sessions.c.id == session_id))).first()
+
+
+async def set_strength(conn: AsyncConnection, *, session_id: str, aal: str, amr: str, auth_time: datetime) -> None:
+    """A new authentication within the session (step-up): a refresh carries the new strength from here."""
+    stmt = update(sessions).where(sessions.c.id == session_id, sessions.c.revoked_at.is_(None))
+    await conn.execute(stmt.values(aal=aal, amr=amr, auth_time=auth_time))
 
 
 async def touch(conn: AsyncConnection, *, session_id: str, now: datetime) -> None:

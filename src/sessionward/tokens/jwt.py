@@ -7,6 +7,7 @@ import binascii
 import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from enum import StrEnum
 from typing import Any
 
 import jwt
@@ -22,12 +23,44 @@ VERIFIED_KEPT = 10_000  # tokens remembered as verified, per process (about 4 MB
 _REQUIRED = ["iss", "aud", "sub", "sid", "jti", "iat", "exp"]
 
 
+class Aal(StrEnum):
+    """Authenticator assurance level (NIST SP 800-63B): one factor, or two."""
+
+    ONE = "aal1"
+    TWO = "aal2"
+
+
+@dataclass(frozen=True, slots=True)
+class Strength:
+    """How a session was authenticated: ``amr`` as RFC 8176 values, ``auth_time`` its latest authentication
+    (a refresh is not one)."""
+
+    aal: Aal
+    amr: tuple[str, ...]
+    auth_time: int  # epoch seconds, as the claim
+
+
+UNKNOWN_STRENGTH = Strength(Aal.ONE, (), 0)
+MFA = "mfa"  # RFC 8176: more than one factor
+
+
+def authenticated(methods: tuple[str, ...], *, at: datetime, two_factors: bool = False) -> Strength:
+    """The strength of an authentication by ``methods`` (RFC 8176) at ``at``: two factors when two different
+    methods were used, or one that is two by itself (a passkey that verified its user)."""
+    methods = tuple(dict.fromkeys(method for method in methods if method != MFA))
+    two = two_factors or len(methods) >= 2
+    return Strength(
+        Aal.TWO if two else Aal.ONE, methods + ((MFA,) if two else ()), int(at.timestamp())
+    )  # a token from before these claims: never fresh enough to step up
+
+
 @dataclass(frozen=True, slots=True)
 class AccessClaims:
     user_id: int
     session_id: str
     jti: str
     expires_at: datetime
+    strength: Strength
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +68,10 @@ class IssuedAccess:
     token: str
     jti: str
     expires_in: int
+
+    def body(self) -> dict[str, Any]:
+        """The wire shape (``data.access`` of a refresh, ``tokens.access`` of a login)."""
+        return {"token": self.token, "expires_in": self.expires_in, "type": "Bearer"}
 
 
 _Verified = tuple[AccessClaims, str, float, float]  # the claims, the key id, valid from, valid until (epoch s)
@@ -75,7 +112,7 @@ class AccessTokens:
         self._algorithm = jwt.get_algorithm_by_name(keys.algorithm)
         self._verified: dict[str, _Verified] = {}
 
-    def issue(self, *, user_id: int, session_id: str, now: datetime) -> IssuedAccess:
+    def issue(self, *, user_id: int, session_id: str, strength: Strength, now: datetime) -> IssuedAccess:
         keyset = self.keys.current(now=now)
         jti = new_jti()
         claims = {
@@ -86,6 +123,9 @@ class AccessTokens:
             "jti": jti,
             "iat": int(now.timestamp()),
             "exp": int((now + self.lifetime).timestamp()),
+            "aal": strength.aal.value,
+            "amr": strength.amr,
+            "auth_time": strength.auth_time,
         }
         header = {"alg": keyset.algorithm, "kid": keyset.kid, "typ": TYP}
         signing_input = _b64encode(orjson.dumps(header)) + b"." + _b64encode(orjson.dumps(claims))
@@ -171,4 +211,22 @@ def _claims(claims: dict[str, Any], *, now: datetime, lifetime: timedelta) -> Ac
     if not 0 < exp - iat <= lifetime.total_seconds():  # no token lives longer than the service issues them
         raise invalid_token()
     # exp is now within the lifetime of the present: no overflow past year 9999 (never a 5xx).
-    return AccessClaims(int(sub), sid, jti, datetime.fromtimestamp(exp, tz=now.tzinfo))
+    return AccessClaims(int(sub), sid, jti, datetime.fromtimestamp(exp, tz=now.tzinfo), _strength(claims))
+
+
+def _strength(claims: dict[str, Any]) -> Strength:
+    """``aal``, ``amr``, ``auth_time``: all three or none (a token issued before they existed)."""
+    aal, amr, auth_time = claims.get("aal"), claims.get("amr"), claims.get("auth_time")
+    if aal is None and amr is None and auth_time is None:
+        return UNKNOWN_STRENGTH
+    if (
+        aal not in (Aal.ONE, Aal.TWO)
+        or not isinstance(amr, list)
+        or len(amr) > 8
+        or not all(isinstance(method, str) for method in amr)
+        or not isinstance(auth_time, int)
+        or isinstance(auth_time, bool)
+        or not 0 < auth_time < 2**40
+    ):
+        raise invalid_token()
+    return Strength(Aal(aal), tuple(amr), auth_time)

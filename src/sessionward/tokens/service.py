@@ -19,7 +19,7 @@ from sessionward.mail.outgoing import Template, queue
 from sessionward.sessions import store as sessions_store
 from sessionward.sessions.devices import Device, same_device_family
 from sessionward.tokens import store
-from sessionward.tokens.jwt import IssuedAccess
+from sessionward.tokens.jwt import UNKNOWN_STRENGTH, Aal, IssuedAccess, Strength, authenticated
 from sessionward.tokens.opaque import hash_token, new_refresh_token, seal, unseal
 from sessionward.tokens.revocation import SessionState
 
@@ -35,7 +35,7 @@ class TokenPair:
         refresh: dict[str, Any] = {"token": self.refresh} if refresh_in_body else {}
         refresh["expires_in"] = self.refresh_expires_in
         return {
-            "access": {"token": self.access.token, "expires_in": self.access.expires_in, "type": "Bearer"},
+            "access": self.access.body(),
             "refresh": refresh,
         }
 
@@ -49,14 +49,27 @@ class Principal:
     jti: str
     expires_at: datetime
     user: dict[str, Any] = field(compare=False)
+    strength: Strength = UNKNOWN_STRENGTH  # as the access token says
 
 
 def _seconds(until: datetime, now: datetime) -> int:
     return max(0, int((until - now).total_seconds()))
 
 
+def stored_strength(row: Any) -> Strength:
+    """A session's strength as its row keeps it (``sessions_store.STRENGTH``)."""
+    return Strength(Aal(row.aal), tuple(row.amr.split()), int(row.auth_time.timestamp()))
+
+
 async def issue_first(
-    ctx: Context, conn: AsyncConnection, *, user_id: int, session_id: str, session_expires_at: datetime, now: datetime
+    ctx: Context,
+    conn: AsyncConnection,
+    *,
+    user_id: int,
+    session_id: str,
+    session_expires_at: datetime,
+    strength: Strength,
+    now: datetime,
 ) -> TokenPair:
     """The first refresh token of a new session (generation 1) and an access token."""
     token = new_refresh_token()
@@ -71,7 +84,7 @@ async def issue_first(
         now=now,
         expires_at=expires_at,
     )
-    access = ctx.access.issue(user_id=user_id, session_id=session_id, now=now)
+    access = ctx.access.issue(user_id=user_id, session_id=session_id, strength=strength, now=now)
     return TokenPair(access, token, _seconds(expires_at, now))
 
 
@@ -110,6 +123,7 @@ class _Granted:
     user_id: int
     refresh: str
     refresh_expires_in: int
+    strength: Strength  # the session's, carried into the access token: a refresh is not a new authentication
 
 
 async def refresh(ctx: Context, *, presented: str, session_id: str, device: Device) -> TokenPair:
@@ -126,7 +140,7 @@ async def refresh(ctx: Context, *, presented: str, session_id: str, device: Devi
         granted = await _refresh_in_transaction(
             ctx, presented=presented, successor=successor, session_id=session_id, device=device, now=now
         )
-    access = ctx.access.issue(user_id=granted.user_id, session_id=session_id, now=now)
+    access = ctx.access.issue(user_id=granted.user_id, session_id=session_id, strength=granted.strength, now=now)
     return TokenPair(access, granted.refresh, granted.refresh_expires_in)
 
 
@@ -153,7 +167,7 @@ async def _rotate_in_one(
     if won is None:
         return None
     ctx.cache.touch(session_id, now)
-    return _Granted(won.user_id, successor.token, _seconds(won.expires_at, now))
+    return _Granted(won.user_id, successor.token, _seconds(won.expires_at, now), stored_strength(won))
 
 
 async def _refresh_in_transaction(
@@ -233,7 +247,7 @@ async def _refresh(
     handed_out = unseal(presented, row.successor_sealed)
     if handed_out is None or hash_token(handed_out) != row.child_hash:
         raise _Refused()
-    return _Granted(session.user_id, handed_out, _seconds(row.child_expires_at, now))
+    return _Granted(session.user_id, handed_out, _seconds(row.child_expires_at, now), stored_strength(session))
 
 
 async def _alert_signed_out(ctx: Context, tx: Transaction, session: Record, *, user_id: int, now: datetime) -> None:
@@ -260,7 +274,7 @@ async def _rotate_or_keep(
         kept = await store.live(conn, token_hash=token_hash, session_id=session_id, now=now)
         if kept is None:
             return None
-        return _Granted(session.user_id, presented, _seconds(kept.expires_at, now))
+        return _Granted(session.user_id, presented, _seconds(kept.expires_at, now), stored_strength(session))
     expires_at = min(now + ctx.settings.refresh_token_expires_in, session.expires_at)
     won = await store.rotate(
         conn,
@@ -274,7 +288,7 @@ async def _rotate_or_keep(
     )
     if not won:
         return None
-    return _Granted(session.user_id, successor.token, _seconds(expires_at, now))
+    return _Granted(session.user_id, successor.token, _seconds(expires_at, now), stored_strength(session))
 
 
 def _classify(ctx: Context, row: Record | None, *, session_id: str, now: datetime) -> str:
@@ -365,6 +379,21 @@ async def blacklist(ctx: Context, tx: Transaction, principal: Principal, *, reas
     tx.after_commit.append(lambda: ctx.cache.blacklist(principal.session_id, principal.jti))
 
 
+async def strengthen(
+    ctx: Context, tx: Transaction, principal: Principal, *, methods: tuple[str, ...], now: datetime
+) -> IssuedAccess:
+    """A new authentication within the caller's session (step-up, a factor just proved): its ``auth_time`` is now,
+    its methods grow by ``methods`` (two factors once two were used), and an access token that says so. NIST SP
+    800-63B §7.2: within a session that reached two factors, one authenticates again."""
+    row = await sessions_store.strength(tx.conn, principal.session_id)
+    current = stored_strength(row) if row is not None else UNKNOWN_STRENGTH
+    new = authenticated(current.amr + methods, at=now, two_factors=current.aal is Aal.TWO)
+    await sessions_store.set_strength(
+        tx.conn, session_id=principal.session_id, aal=new.aal.value, amr=" ".join(new.amr), auth_time=now
+    )
+    return ctx.access.issue(user_id=principal.user_id, session_id=principal.session_id, strength=new, now=now)
+
+
 # ---------------------------------------------------------------- verification
 
 
@@ -386,7 +415,7 @@ async def authenticate(ctx: Context, token: str) -> Principal:
         state.last_activity = now
         async with ctx.db.transaction() as tx:
             await sessions_store.touch(tx.conn, session_id=claims.session_id, now=now)
-    return Principal(claims.user_id, claims.session_id, claims.jti, claims.expires_at, state.user)
+    return Principal(claims.user_id, claims.session_id, claims.jti, claims.expires_at, state.user, claims.strength)
 
 
 async def _load_state(ctx: Context, session_id: str) -> SessionState:
@@ -494,7 +523,8 @@ async def _introspect_access(ctx: Context, token: str) -> dict[str, Any] | None:
     if not _live(ctx, state, claims.user_id) or claims.jti in state.blacklisted:
         return {"active": False}
     issued = pyjwt.decode(token, options={"verify_signature": False})  # verified above: only read here
-    return _active(claims.user_id, claims.session_id, issued["iat"], issued["exp"], "access_token")
+    aal = claims.strength.aal
+    return _active(claims.user_id, claims.session_id, issued["iat"], issued["exp"], aal, "access_token")
 
 
 async def _introspect_refresh(ctx: Context, token: str) -> dict[str, Any] | None:
@@ -507,17 +537,16 @@ async def _introspect_refresh(ctx: Context, token: str) -> dict[str, Any] | None
     if not usable or not _live(ctx, state, row.user_id):
         return {"active": False}
     iat, exp = int(row.created_at.timestamp()), int(row.expires_at.timestamp())
-    return _active(row.user_id, row.session_id, iat, exp, "refresh_token")
+    return _active(row.user_id, row.session_id, iat, exp, Aal(row.aal), "refresh_token")
 
 
-def _active(user_id: int, session_id: str, iat: int, exp: int, token_type: str) -> dict[str, Any]:
-    # Every session is one-factor until a second factor exists (API.md "Stronger sign-in").
+def _active(user_id: int, session_id: str, iat: int, exp: int, aal: Aal, token_type: str) -> dict[str, Any]:
     return {
         "active": True,
         "sub": str(user_id),
         "sid": session_id,
         "iat": iat,
         "exp": exp,
-        "aal": "aal1",
+        "aal": aal.value,
         "token_type": token_type,
     }

@@ -28,7 +28,7 @@ from sqlalchemy.orm import aliased
 from sessionward.db import Record, UTCDateTime
 from sessionward.prepared import Prepared
 from sessionward.sessions.devices import Device, os_names
-from sessionward.sessions.store import active
+from sessionward.sessions.store import STRENGTH, active
 from sessionward.sessions.tables import sessions
 from sessionward.tokens.tables import refresh_tokens, token_blacklist
 
@@ -93,7 +93,7 @@ _touched = (
         ),
     )
     .values(last_activity=bindparam("now"))
-    .returning(sessions.c.user_id, sessions.c.expires_at)
+    .returning(sessions.c.user_id, sessions.c.expires_at, *STRENGTH)
     .cte("touched")
 )
 # The presented row by its id (the primary key: with no statistics, a join to ``presented`` was a scan of the table),
@@ -111,8 +111,7 @@ _retired = (
     .returning(*_ROTATED)
     .cte("retired")
 )
-_GRANTED = (refresh_tokens.c.user_id, refresh_tokens.c.expires_at)
-_REFRESH_IN_ONE = Prepared(
+_inserted = (
     insert(refresh_tokens)
     .from_select(
         _INSERTED,
@@ -126,9 +125,12 @@ _REFRESH_IN_ONE = Prepared(
             func.least(bindparam("expires_at", type_=UTCDateTime), _touched.c.expires_at),
         ).select_from(_retired.join(_touched, literal_column("true"))),
     )
-    .returning(*_GRANTED),
-    _GRANTED,
+    .returning(refresh_tokens.c.user_id, refresh_tokens.c.expires_at)
+    .cte("inserted")
 )
+# The successor's owner and expiry, and the session's strength (which its access token carries).
+_GRANTED = (_inserted.c.user_id, _inserted.c.expires_at, _touched.c.aal, _touched.c.amr, _touched.c.auth_time)
+_REFRESH_IN_ONE = Prepared(select(*_GRANTED).select_from(_inserted.join(_touched, literal_column("true"))), _GRANTED)
 
 
 async def insert_refresh(
@@ -199,8 +201,8 @@ async def refresh_in_one(
     expires_at: datetime,
 ) -> Record | None:
     """PostgreSQL: touch, retire and succeed in one statement (see ``_REFRESH_IN_ONE``); the successor's owner and
-    expiry, or ``None`` (nothing changed, or only the session touched ahead of a lost race). ``same_device``,
-    ``same_ip``: the presented device's family, its address, must be the session's."""
+    expiry and the session's strength, or ``None`` (nothing changed, or only the session touched ahead of a lost
+    race). ``same_device``, ``same_ip``: the presented device's family, its address, must be the session's."""
     params = {
         "hash": token_hash,
         "sid": session_id,
@@ -245,7 +247,7 @@ async def with_successor(conn: AsyncConnection, token_hash: str) -> Record | Non
 
 
 async def presented(conn: AsyncConnection, token_hash: str) -> Record | None:
-    """A refresh token's session, owner, lifetime and state (introspection)."""
+    """A refresh token's session, owner, lifetime and state, and its session's assurance level (introspection)."""
     stmt = select(
         refresh_tokens.c.session_id,
         refresh_tokens.c.user_id,
@@ -253,7 +255,8 @@ async def presented(conn: AsyncConnection, token_hash: str) -> Record | None:
         refresh_tokens.c.expires_at,
         refresh_tokens.c.rotated_at,
         refresh_tokens.c.revoked_at,
-    )
+        sessions.c.aal,
+    ).join(sessions, sessions.c.id == refresh_tokens.c.session_id)
     return (await conn.execute(stmt.where(refresh_tokens.c.token_hash == token_hash))).first()
 
 

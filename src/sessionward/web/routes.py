@@ -31,7 +31,7 @@ CSP = "; ".join(
         "default-src 'none'",
         "script-src 'self'",
         "style-src 'self'",
-        "img-src 'self'",
+        "img-src 'self' data:",  # the QR code of a TOTP enrolment (an image: no script runs in it)
         "connect-src 'self'",
         "form-action 'self'",
         "base-uri 'none'",

@@ -74,6 +74,9 @@ async function route() {
     notice.textContent = NOTICES[reason] ?? "";
     notice.hidden = !NOTICES[reason];
     notice.classList.toggle("warning", reason === "revoked");
+    challenge = null;
+    $("signin-mfa-form").hidden = true;
+    $("signin-form").hidden = false;
   }
   if (name === "reset" || name === "verify") {
     link = takeFragment() ?? link;
@@ -180,15 +183,125 @@ function handle(formId, errorId, work) {
 }
 
 // A successful sign-in opens the account page through the "signed_in" event (as in the other tabs).
+let challenge = null;
+let recoveryMode = false;
+
 handle("signin-form", "signin-error", async (data) => {
+  let result;
   try {
-    await auth.signIn(data.get("email"), data.get("password"));
+    result = await auth.signIn(data.get("email"), data.get("password"));
   } catch (error) {
     $("signin-verify").hidden = !(error instanceof ApiError && error.status === 403);
     throw error;
   }
   $("signin-form").reset();
+  if (result.mfaRequired) secondStage(result.challenge);
 });
+
+/** The account has two-step verification: the code (or a recovery code) finishes the sign-in. */
+function secondStage(value) {
+  challenge = value;
+  setRecoveryMode(false);
+  $("signin-form").hidden = true;
+  $("signin-mfa-form").hidden = false;
+  formError("signin-mfa-error", null);
+  $("signin-code").focus();
+}
+
+function setRecoveryMode(on) {
+  recoveryMode = on;
+  $("signin-code-label").textContent = on ? "Recovery code" : "Authentication code";
+  $("signin-mfa-hint").textContent = on
+    ? "Enter one of the recovery codes you saved when you turned on two-step verification."
+    : "Enter the 6-digit code from your authenticator app.";
+  $("signin-code").inputMode = on ? "text" : "numeric";
+  $("signin-code").autocomplete = on ? "off" : "one-time-code";
+  $("signin-use-recovery").textContent = on ? "Use the authenticator app instead" : "Use a recovery code instead";
+}
+
+function firstStage() {
+  challenge = null;
+  $("signin-mfa-form").reset();
+  $("signin-mfa-form").hidden = true;
+  $("signin-form").hidden = false;
+  $("signin-email").focus();
+}
+
+handle("signin-mfa-form", "signin-mfa-error", async (data) => {
+  const code = data.get("code").trim();
+  try {
+    await auth.signInMfa(challenge, recoveryMode ? { recovery_code: code } : { totp: code });
+  } catch (error) {
+    if (error instanceof ApiError && error.status === 400) {  // expired, or burnt by wrong codes
+      firstStage();
+      formError("signin-error", { message: "That took too long or too many tries. Please sign in again." });
+      return;
+    }
+    $("signin-code").select();
+    throw error;
+  }
+  $("signin-mfa-form").reset();
+});
+
+$("signin-use-recovery").addEventListener("click", () => {
+  setRecoveryMode(!recoveryMode);
+  $("signin-code").value = "";
+  $("signin-code").focus();
+});
+$("signin-mfa-cancel").addEventListener("click", firstStage);
+
+// ---------------------------------------------------------------- confirm it's you (step-up)
+
+/** Runs `work`; when the service asks for a recent sign-in first, asks the user to confirm it's them (the
+ * password, or a code when the account has two-step verification) and runs it again. */
+async function sensitive(work) {
+  try {
+    return await work();
+  } catch (error) {
+    if (!(error instanceof ApiError && error.code === "step_up_required")) throw error;
+    if (!(await confirmIdentity(error.aal))) throw new ApiError(403, { message: "Not confirmed: nothing was changed." });
+    return work();
+  }
+}
+
+let confirming = null;
+
+function confirmIdentity(aal) {
+  const dialog = $("stepup-dialog");
+  const withCode = aal === "aal2";
+  $("stepup-form").reset();
+  formError("stepup-error", null);
+  $("stepup-text").textContent = withCode
+    ? "For your security, enter a code from your authenticator app (or a recovery code) to continue."
+    : "For your security, enter your password to continue.";
+  $("stepup-password-field").hidden = withCode;
+  $("stepup-code-field").hidden = !withCode;
+  $("stepup-password").required = !withCode;
+  $("stepup-code").required = withCode;
+  $("stepup-username").value = me?.email ?? "";
+  dialog.showModal();
+  (withCode ? $("stepup-code") : $("stepup-password")).focus();
+  return new Promise((resolve) => {
+    confirming = resolve;
+  });
+}
+
+function confirmed(ok) {
+  $("stepup-dialog").close();
+  confirming?.(ok);
+  confirming = null;
+}
+
+handle("stepup-form", "stepup-error", async (data) => {
+  const code = (data.get("code") ?? "").trim();
+  const proof = !$("stepup-code-field").hidden
+    ? (/^[0-9]{6}$/.test(code.replaceAll(" ", "")) ? { totp: code } : { recovery_code: code })
+    : { password: data.get("password") };
+  await auth.reauthenticate(proof);
+  confirmed(true);
+});
+$("stepup-cancel").addEventListener("click", () => confirmed(false));
+$("stepup-dialog").addEventListener("cancel", () => confirmed(false));
 
 handle("signup-form", "signup-error", async (data) => {
   await auth.signUp(data.get("email"), data.get("password"), data.get("name") || undefined);
@@ -197,7 +310,7 @@ handle("signup-form", "signup-error", async (data) => {
 });
 
 handle("password-form", "password-error", async (data) => {
-  await auth.changePassword(data.get("current_password"), data.get("new_password"));
+  await sensitive(() => auth.changePassword(data.get("current_password"), data.get("new_password")));
   $("password-form").reset();
   notify("Password changed. Your other devices were signed out.");
   await loadAccount();
@@ -231,7 +344,7 @@ handle("verify-form", "verify-error", async (data) => {
 });
 
 handle("email-form", "email-error", async (data) => {
-  await auth.email.change(data.get("new_email"), data.get("password"));
+  await sensitive(() => auth.email.change(data.get("new_email"), data.get("password")));
   notify(`We sent a link to ${data.get("new_email")}. Your address changes once you open it.`);
   $("email-form").reset();
 });
@@ -250,7 +363,7 @@ $("verify-resend").addEventListener("click", async () => {
 });
 
 handle("delete-form", "delete-error", async (data) => {
-  await auth.deleteAccount(data.get("password"));
+  await sensitive(() => auth.deleteAccount(data.get("password")));
 });
 
 for (const link of document.querySelectorAll("a[data-view]")) {
@@ -274,7 +387,7 @@ $("signout-others").addEventListener("click", async () => {
   const button = $("signout-others");
   button.disabled = true;
   try {
-    const revoked = await auth.sessions.revokeOthers();
+    const revoked = await sensitive(() => auth.sessions.revokeOthers());
     notify(revoked === 1 ? "Signed out of 1 other device." : `Signed out of ${revoked} other devices.`);
     await loadAccount();
   } catch (error) {
@@ -282,6 +395,96 @@ $("signout-others").addEventListener("click", async () => {
     button.disabled = false;
   }
 });
+
+// ---------------------------------------------------------------- two-step verification card
+
+let mfaCodesShown = false;
+
+function mfaView(name) {
+  for (const part of ["off", "setup", "codes", "on"]) $(`mfa-${part}`).hidden = part !== name;
+}
+
+function renderMfa(status) {
+  const on = status.factors.includes("totp");
+  $("mfa-state").textContent = on ? "On" : "Off";
+  $("mfa-state").classList.toggle("off", !on);
+  if (mfaCodesShown || !$("mfa-setup").hidden) return;  // the user is in the middle of it
+  const left = status.recovery_codes_left;
+  $("mfa-left").textContent = left === 1 ? "1 recovery code left." : `${left} recovery codes left.`;
+  mfaView(on ? "on" : "off");
+}
+
+function showCodes(codes) {
+  mfaCodesShown = true;
+  $("mfa-code-list").replaceChildren(...codes.map((code) => {
+    const item = document.createElement("li");
+    item.textContent = code;
+    return item;
+  }));
+  const text = `sessionward recovery codes for ${me?.email ?? "your account"}\n\n${codes.join("\n")}\n`;
+  const download = $("mfa-download");
+  if (download.href.startsWith("blob:")) URL.revokeObjectURL(download.href);
+  download.href = URL.createObjectURL(new Blob([text], { type: "text/plain" }));
+  $("mfa-copy").onclick = async () => {
+    await navigator.clipboard?.writeText(text).then(() => notify("Recovery codes copied."), () => {});
+  };
+  mfaView("codes");
+  $("mfa-copy").focus();
+}
+
+async function mfaAction(button, work) {
+  button.disabled = true;
+  formError("mfa-error", null);
+  try {
+    await work();
+  } catch (error) {
+    if (error instanceof SignedOutError) return;
+    notify(error.message);
+  } finally {
+    button.disabled = false;
+  }
+}
+
+$("mfa-start").addEventListener("click", () => mfaAction($("mfa-start"), async () => {
+  const enrolment = await sensitive(() => auth.mfa.startTotp());
+  $("mfa-qr").src = `data:image/svg+xml;charset=utf-8,${encodeURIComponent(enrolment.qr_svg)}`;
+  $("mfa-secret").textContent = enrolment.secret.match(/.{1,4}/g).join(" ");
+  $("mfa-confirm-form").reset();
+  formError("mfa-confirm-error", null);
+  mfaView("setup");
+  $("mfa-code").focus();
+}));
+
+handle("mfa-confirm-form", "mfa-confirm-error", async (data) => {
+  const codes = await auth.mfa.confirmTotp(data.get("code").trim());
+  $("mfa-secret").textContent = "";
+  $("mfa-qr").removeAttribute("src");
+  showCodes(codes);
+  await loadAccount();
+});
+
+$("mfa-cancel").addEventListener("click", () => {
+  $("mfa-secret").textContent = "";
+  $("mfa-qr").removeAttribute("src");
+  mfaView("off");
+});
+
+$("mfa-codes-done").addEventListener("click", async () => {
+  mfaCodesShown = false;
+  $("mfa-code-list").replaceChildren();
+  await loadAccount().catch(() => {});
+  $("mfa-title").focus();
+});
+
+$("mfa-new-codes").addEventListener("click", () => mfaAction($("mfa-new-codes"), async () => {
+  showCodes(await sensitive(() => auth.mfa.newRecoveryCodes()));
+}));
+
+$("mfa-remove").addEventListener("click", () => mfaAction($("mfa-remove"), async () => {
+  await sensitive(() => auth.mfa.removeTotp());
+  notify("Two-step verification is off. Signing in now takes only your password.");
+  await loadAccount();
+}));
 
 const dialog = $("delete-dialog");
 $("delete-open").addEventListener("click", () => {
@@ -334,6 +537,15 @@ function deviceIcon(info) {
   return { Desktop: "desktop", Mobile: "mobile", Tablet: "tablet" }[info?.device] ?? "unknown";
 }
 
+/** How the session was signed in, in words (its `amr`, RFC 8176). */
+function strengthLabel(session) {
+  const amr = session.amr ?? [];
+  if (amr.includes("hwk") || amr.includes("swk")) return amr.includes("mfa") ? "Passkey" : "Passkey (one factor)";
+  if (amr.includes("otp")) return "Password and code";
+  if (amr.includes("pwd")) return "Password only";
+  return "Signed in by an app";
+}
+
 function renderDevice(session) {
   const item = $("device-template").content.firstElementChild.cloneNode(true);
   const info = session.device_info ?? {};
@@ -351,6 +563,7 @@ function renderDevice(session) {
   const since = document.createElement("time");
   timeElement(since, session.created_at, `Signed in ${ago(session.created_at)}`);
   item.querySelector(".device-since").replaceChildren(since);
+  item.querySelector(".device-strength").textContent = strengthLabel(session);
   const button = item.querySelector(".device-signout");
   if (session.is_current) {
     button.remove();
@@ -392,6 +605,14 @@ const EVENTS = {
   password_reset: ["key", "Password reset: every device was signed out", "warn"],
   email_change_requested: ["user", "Email change requested"],
   email_changed: ["user", "Email address changed"],
+  user_imported: ["user", "Account imported"],
+  session_issued: ["signin", "Signed in by an app"],
+  mfa_enrolled: ["key", "Two-step verification turned on"],
+  mfa_removed: ["key", "Two-step verification turned off", "warn"],
+  mfa_failed: ["alert", "Wrong two-step verification code", "warn"],
+  recovery_code_used: ["key", "A recovery code was used", "warn"],
+  recovery_codes_regenerated: ["key", "New recovery codes made (the old ones stopped working)"],
+  step_up: ["key", "Confirmed it was you"],
 };
 
 function eventTitle(event) {
@@ -404,6 +625,10 @@ function eventTitle(event) {
   if (event.type === "logout" && details.all) return "Signed out everywhere";
   if (event.type === "email_changed" && details.new) return `Email address changed to ${details.new}`;
   if (event.type === "email_change_requested" && details.new) return `Email change to ${details.new} requested`;
+  if (event.type === "recovery_code_used" && Number.isInteger(details.left)) {
+    return `A recovery code was used (${details.left} left)`;
+  }
+  if (event.type === "login_succeeded" && details.mfa) return "New sign-in with two-step verification";
   return title;
 }
 
@@ -442,7 +667,12 @@ function empty(text) {
 }
 
 async function loadAccount() {
-  const [sessions, events] = await Promise.all([auth.sessions.list(), auth.events.list({ limit: 10 })]);
+  const [sessions, events, mfa] = await Promise.all([
+    auth.sessions.list(),
+    auth.events.list({ limit: 10 }),
+    auth.mfa.status(),
+  ]);
+  renderMfa(mfa);
   const { current_session: current, other_sessions: others } = sessions;
   const list = [current, ...others].filter(Boolean).map(renderDevice);
   $("devices").replaceChildren(...list);

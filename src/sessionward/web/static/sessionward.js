@@ -12,6 +12,8 @@ var ApiError = class extends Error {
   errors;
   /** A machine-readable code when the service gives one, such as "step_up_required". */
   code;
+  /** With "step_up_required": the level `reauthenticate` must reach ("aal2": a second factor, not the password). */
+  aal;
   constructor(status, body) {
     const envelope = typeof body === "object" && body !== null ? body : {};
     super(typeof envelope.message === "string" ? envelope.message : `Request failed (${status})`);
@@ -19,6 +21,7 @@ var ApiError = class extends Error {
     this.status = status;
     this.errors = Array.isArray(envelope.errors) ? envelope.errors : [];
     this.code = typeof envelope.code === "string" ? envelope.code : null;
+    this.aal = envelope.aal === "aal1" || envelope.aal === "aal2" ? envelope.aal : null;
   }
 };
 
@@ -357,6 +360,29 @@ var Client = class {
     if (this.mode === "body") await this.storage.removeItem(this.storageKey);
     this.end("signed_out", true);
   }
+  /** Confirm it's you, after a call failed with an `ApiError` whose `code` is "step_up_required": with the password,
+   * or (when the error's `aal` is "aal2") a second factor. The session's sign-in becomes recent; try the call again. */
+  async reauthenticate(proof) {
+    const { data } = await this.api("/reauthenticate", { method: "POST", json: proof });
+    this.adopt(fromAnswer(data.access), true);
+  }
+  mfa = {
+    /** The confirmed second factors and how many recovery codes are left. */
+    status: async () => (await this.api("/mfa")).data,
+    /** A new authenticator secret, its otpauth:// URI and QR code (SVG); on once `confirmTotp` gets a code. */
+    startTotp: async () => (await this.api("/mfa/totp", { method: "POST" })).data,
+    /** Turns two-step verification on with a first code; answers the recovery codes (shown once). */
+    confirmTotp: async (code) => {
+      const { data } = await this.api("/mfa/totp/confirm", { method: "POST", json: { code } });
+      this.adopt(fromAnswer(data.access), true);
+      return data.recovery_codes;
+    },
+    removeTotp: async () => {
+      await this.api("/mfa/totp", { method: "DELETE" });
+    },
+    /** A new set of recovery codes; the old ones stop working. */
+    newRecoveryCodes: async () => (await this.api("/mfa/recovery-codes", { method: "POST" })).data.recovery_codes
+  };
   async getUser() {
     return (await this.api("/me")).data.user;
   }

@@ -1,0 +1,82 @@
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, Field, StrictStr, model_validator
+
+from sessionward.schemas import NO_NUL
+from sessionward.sessions.models import AccessOut
+from sessionward.users.models import Password, Request
+
+Code = Annotated[StrictStr, Field(min_length=1, max_length=64, pattern=NO_NUL)]
+Challenge = Annotated[StrictStr, Field(min_length=10, max_length=128, pattern=r"^[A-Za-z0-9_-]+$")]
+
+
+class _OneFactor(Request):
+    """Exactly one of the codes (a passkey assertion joins them once passkeys exist)."""
+
+    totp: Code | None = None
+    recovery_code: Code | None = None
+
+    @model_validator(mode="after")
+    def _one(self) -> _OneFactor:
+        given = [name for name in self._choices() if getattr(self, name) is not None]
+        if len(given) != 1:
+            raise ValueError(f"Give exactly one of: {', '.join(self._choices())}")
+        return self
+
+    def _choices(self) -> tuple[str, ...]:
+        return ("totp", "recovery_code")
+
+
+class LoginMfaRequest(_OneFactor):
+    challenge: Challenge
+
+
+class ReauthenticateRequest(_OneFactor):
+    password: Password | None = None
+
+    def _choices(self) -> tuple[str, ...]:
+        return ("password", "totp", "recovery_code")
+
+
+class CodeRequest(Request):
+    code: Code
+
+
+class MfaRequired(BaseModel):
+    mfa_required: Literal[True]
+    challenge: str
+    factors: list[Literal["totp", "recovery_code"]]
+    expires_in: int
+
+
+class TotpState(BaseModel):
+    confirmed: bool
+    created_at: str
+    confirmed_at: str | None
+
+
+class MfaStatus(BaseModel):
+    factors: list[Literal["totp", "recovery_code"]]
+    totp: TotpState | None
+    recovery_codes_left: int
+
+
+class TotpEnrolment(BaseModel):
+    secret: str
+    otpauth_uri: str
+    qr_svg: str
+
+
+class Enrolled(BaseModel):
+    recovery_codes: list[str]
+    access: AccessOut
+
+
+class RecoveryCodes(BaseModel):
+    recovery_codes: list[str]
+
+
+class Reauthenticated(BaseModel):
+    access: AccessOut
