@@ -43,6 +43,7 @@ NOTHING = {
     "audit_events": 0,
     "mail_tokens": 0,
     "mfa_challenges": 0,
+    "webauthn_challenges": 0,
     "outbox": 0,
     "sealed_successors_wiped": 0,
 }

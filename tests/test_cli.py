@@ -304,6 +304,7 @@ def test_cleanup_prints_the_count_per_table(migrated: dict[str, str]) -> None:
         "audit_events": "2",
         "mail_tokens": "0",
         "mfa_challenges": "0",
+        "webauthn_challenges": "0",
         "outbox": "0",
         "sealed_successors_wiped": "0",
     }

@@ -45,6 +45,7 @@ from sessionward.mail.tables import mail_tokens
 from sessionward.mfa.tables import mfa_challenges, recovery_codes, totp_factors
 from sessionward.outbox.sender import Sender
 from sessionward.outbox.tables import outbox
+from sessionward.passkeys.tables import passkeys, webauthn_challenges
 from sessionward.sessions.tables import sessions
 from sessionward.tokens.tables import refresh_tokens, token_blacklist
 from sessionward.users.tables import users as users_table
@@ -54,10 +55,10 @@ EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "40"))
 SEED = int(os.environ.get("FUZZ_SEED", "6"))
 FUZZER_EMAIL = "fuzzer-admin@example.com"
 # Refused attempts are recorded (ASVS 16.3): the one state a refused request may add.
-REFUSAL_EVENTS = {"login_failed", "device_mismatch", "ip_changed", "mfa_failed"}
+REFUSAL_EVENTS = {"login_failed", "device_mismatch", "ip_changed", "mfa_failed", "passkey_clone_suspected"}
 TABLES = (
     *(users_table, sessions, refresh_tokens, token_blacklist, audit_events, mail_tokens, outbox),
-    *(totp_factors, recovery_codes, mfa_challenges),
+    *(totp_factors, recovery_codes, mfa_challenges, passkeys, webauthn_challenges),
 )
 
 

@@ -10,6 +10,7 @@ import type {
   CredentialJSON,
   MfaStatus,
   Mode,
+  Passkey,
   SecondFactor,
   SecurityEvent,
   SessionList,
@@ -321,7 +322,10 @@ export class Client {
 
   private async signedInWith(path: string, json: unknown): Promise<SignInResult> {
     const { data } = await parse(await this.send(path, { method: "POST", json }));
-    if (data.mfa_required === true) return { mfaRequired: true, challenge: data.challenge, factors: data.factors };
+    if (data.mfa_required === true) {
+      const { challenge, factors, passkey_options: passkeyOptions } = data;
+      return { mfaRequired: true, challenge, factors, ...(passkeyOptions ? { passkeyOptions } : {}) };
+    }
     if (this.mode === "body") {
       await this.save({ refresh_token: data.tokens.refresh.token, session_id: data.session.id });
     }
@@ -346,6 +350,37 @@ export class Client {
     const { data } = await this.api("/reauthenticate", { method: "POST", json: proof });
     this.adopt(fromAnswer(data.access), true);
   }
+
+  /** `reauthenticate` with one of the account's passkeys (`email`: the signed-in user's address). */
+  async reauthenticateWithPasskey(
+    email: string,
+    getCredential: (requestOptions: unknown) => Promise<CredentialJSON> = browserAssertion,
+  ): Promise<void> {
+    const options = (await parse(await this.send("/passkeys/login/options", { method: "POST", json: { email } }))).data;
+    await this.reauthenticate({ passkey: await getCredential(options) });
+  }
+
+  readonly passkeys = {
+    /** The account's passkeys. */
+    list: async (): Promise<Passkey[]> => (await this.api("/passkeys")).data.passkeys as Passkey[],
+    /** Makes a passkey (the default uses the browser's WebAuthn; React Native passes its own `createCredential`). */
+    register: async (
+      { name, createCredential = browserAttestation }: {
+        name?: string;
+        createCredential?: (creationOptions: unknown) => Promise<CredentialJSON>;
+      } = {},
+    ): Promise<Passkey> => {
+      const options = (await this.api("/passkeys/register/options", { method: "POST" })).data;
+      const credential = await createCredential(options);
+      const json = name === undefined ? credential : { ...credential, name };
+      return (await this.api("/passkeys/register", { method: "POST", json })).data.passkey as Passkey;
+    },
+    rename: async (id: number, name: string): Promise<Passkey> =>
+      (await this.api(`/passkeys/${id}`, { method: "PATCH", json: { name } })).data.passkey as Passkey,
+    remove: async (id: number): Promise<void> => {
+      await this.api(`/passkeys/${id}`, { method: "DELETE" });
+    },
+  };
 
   readonly mfa = {
     /** The confirmed second factors and how many recovery codes are left. */
@@ -444,7 +479,24 @@ function withBearer(input: RequestInfo | URL, init: RequestInit, token: string):
   return { ...init, headers };
 }
 
-async function browserAssertion(requestOptions: unknown): Promise<CredentialJSON> {
+type WebAuthnJSON = {
+  parseCreationOptionsFromJSON?: (options: unknown) => unknown;
+  parseRequestOptionsFromJSON?: (options: unknown) => unknown;
+};
+
+async function browserAttestation(creationOptions: unknown): Promise<CredentialJSON> {
+  const webauthn = (globalThis as { PublicKeyCredential?: WebAuthnJSON }).PublicKeyCredential;
+  if (webauthn?.parseCreationOptionsFromJSON === undefined) throw new Error("This browser cannot make passkeys");
+  const publicKey = webauthn.parseCreationOptionsFromJSON(creationOptions) as PublicKeyCredentialCreationOptions;
+  const credential = (await navigator.credentials.create({ publicKey })) as
+    | (Credential & { toJSON(): CredentialJSON })
+    | null;
+  if (credential === null) throw new Error("No passkey was made");
+  return credential.toJSON();
+}
+
+/** The browser's answer to request options (`MfaRequired.passkeyOptions`, `/passkeys/login/options`). */
+export async function browserAssertion(requestOptions: unknown): Promise<CredentialJSON> {
   const webauthn = (globalThis as { PublicKeyCredential?: { parseRequestOptionsFromJSON?: (o: unknown) => unknown } })
     .PublicKeyCredential;
   if (webauthn?.parseRequestOptionsFromJSON === undefined) throw new Error("This browser cannot use passkeys");

@@ -15,7 +15,7 @@ export function createClient(options: ClientOptions): Client {
   return new Client(options);
 }
 
-export { Client, type AuthListener, type ClientOptions } from "./client.js";
+export { Client, browserAssertion, type AuthListener, type ClientOptions } from "./client.js";
 export { ApiError, SignedOutError, type FieldError, type SignedOutReason } from "./errors.js";
 export { memoryStorage, type KeyValueStorage } from "./storage.js";
 export type { Access } from "./tabs.js";

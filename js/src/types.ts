@@ -61,6 +61,17 @@ export interface MfaRequired {
   mfaRequired: true;
   challenge: string;
   factors: Factor[];
+  /** With "passkey" among the factors: the request options to answer with `browserAssertion` (`{ passkey }`). */
+  passkeyOptions?: unknown;
+}
+
+export interface Passkey {
+  id: number;
+  name: string;
+  created_at: string;
+  last_used_at: string | null;
+  transports: string[];
+  backed_up: boolean;
 }
 
 export type SignInResult = SignedIn | MfaRequired;

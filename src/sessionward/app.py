@@ -34,6 +34,7 @@ from sessionward.http import JSON, failure, server_error
 from sessionward.jobs.scheduler import run_schedule
 from sessionward.mail.routes import router as mail_router
 from sessionward.mfa.routes import router as mfa_router
+from sessionward.passkeys.routes import router as passkeys_router
 from sessionward.schemas import NO_CONTROL, NO_NUL
 from sessionward.sessions.routes import router as sessions_router
 from sessionward.tokens.routes import router as tokens_router
@@ -297,6 +298,7 @@ def _fastapi(ctx: Context) -> FastAPI:
         mail_router,
         sessions_router,
         mfa_router,
+        passkeys_router,
         audit_router,
         admin_router,
         apps_router,

@@ -127,6 +127,7 @@ class Settings(BaseSettings):
 
     # Stronger sign-in (API.md "Stronger sign-in"): the recency sensitive actions need, and the data key ring.
     step_up_max_age: Duration = timedelta(minutes=10)
+    webauthn_rp_id: str | None = None  # the passkeys' relying party: by default the host of PUBLIC_URL
     data_encryption_key: SecretStr | None = None
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"

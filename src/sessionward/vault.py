@@ -10,13 +10,16 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import hmac
 import logging
 import os
 import secrets
 from pathlib import Path
 
 from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from sessionward.config import Settings
 
@@ -25,6 +28,7 @@ log = logging.getLogger(__name__)
 KEY_BYTES = 32
 KID_BYTES = 8
 NONCE_BYTES = 12
+_MAC_INFO = b"sessionward data mac v1"
 
 
 class VaultError(Exception):
@@ -72,6 +76,7 @@ class Vault:
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
         self._ring: tuple[tuple[bytes, AESGCM], dict[bytes, AESGCM]] | None = None
+        self._mac_key = b""
 
     def _keys(self) -> tuple[tuple[bytes, AESGCM], dict[bytes, AESGCM]]:
         if self._ring is None:
@@ -86,7 +91,13 @@ class Vault:
             if not keys:
                 raise VaultError(f"{where}: no key")
             self._ring = (_kid(keys[0]), AESGCM(keys[0])), {_kid(key): AESGCM(key) for key in keys}
+            self._mac_key = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=_MAC_INFO).derive(keys[0])
         return self._ring
+
+    def mac(self, data: bytes) -> bytes:
+        """HMAC-SHA256 under a key derived from the sealing key: a stable stand-in that only this service can make."""
+        self._keys()
+        return hmac.new(self._mac_key, data, hashlib.sha256).digest()
 
     def seal(self, plaintext: bytes, *, purpose: bytes) -> bytes:
         kid, aead = self._keys()[0]

@@ -138,7 +138,7 @@ class Device:
         form = page.get_by_role("region", name="Sign in")
         form.get_by_label("Email").fill(email)
         form.get_by_label("Password").fill(PASSWORD)
-        form.get_by_role("button", name="Sign in").click()
+        form.get_by_role("button", name="Sign in", exact=True).click()
         expect(page.get_by_role("heading", name="Your account")).to_be_visible()
         expect(page.locator("#devices li.device").first).to_be_visible()
         return page

@@ -100,7 +100,7 @@ def sign_in(page: Page, email: str) -> None:
     form = page.locator("#signin")
     form.get_by_label("Email").fill(email)
     form.get_by_label("Password").fill(PASSWORD)
-    form.get_by_role("button", name="Sign in").click()
+    form.get_by_role("button", name="Sign in", exact=True).click()
     expect(page.locator("#email")).to_have_text(email)
     expect(page.locator("#devices li").first).to_be_visible()
 
@@ -184,7 +184,7 @@ def test_an_unlisted_origin_can_neither_sign_in_nor_call_the_api(
         sign = page.locator("#signin")
         sign.get_by_label("Email").fill(email)
         sign.get_by_label("Password").fill(PASSWORD)
-        sign.get_by_role("button", name="Sign in").click()
+        sign.get_by_role("button", name="Sign in", exact=True).click()
         expect(page.locator("#status")).to_have_text("Error: Failed to fetch")
         assert context.cookies() == []
         read = f"fetch('{cors_server.base_url}{API}/me').then(r => r.status, e => e.message)"

@@ -80,7 +80,7 @@ def test_forgot_password_mail_reset_then_sign_in(
     signin = page.get_by_role("region", name="Sign in")
     signin.get_by_label("Email").fill(email)
     signin.get_by_label("Password").fill(NEW_PASSWORD)
-    signin.get_by_role("button", name="Sign in").click()
+    signin.get_by_role("button", name="Sign in", exact=True).click()
     expect(page.get_by_role("heading", name="Your account")).to_be_visible()
     expect(page.locator("#events li[data-type=password_reset]")).to_have_count(1)
 

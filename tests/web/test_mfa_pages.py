@@ -89,7 +89,7 @@ def test_two_step_verification_from_turning_it_on_to_turning_it_off(
     signin = page.get_by_role("region", name="Sign in")
     signin.get_by_label("Email").fill(email)
     signin.get_by_label("Password").fill(PASSWORD)
-    signin.get_by_role("button", name="Sign in").click()
+    signin.get_by_role("button", name="Sign in", exact=True).click()
     expect(signin.get_by_label("Authentication code")).to_be_focused()
     signin.get_by_label("Authentication code").fill("000000")
     signin.get_by_role("button", name="Verify").click()

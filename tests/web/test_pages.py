@@ -38,7 +38,7 @@ def test_sign_up_then_sign_out_and_sign_in_again(device: Callable[..., Device]) 
     signin = page.get_by_role("region", name="Sign in")
     signin.get_by_label("Email").fill("ada.web@example.com")
     signin.get_by_label("Password").fill("wrong password")
-    signin.get_by_role("button", name="Sign in").click()
+    signin.get_by_role("button", name="Sign in", exact=True).click()
     expect(signin.get_by_role("alert")).to_have_text("Incorrect email or password")
     browser.sign_in("ada.web@example.com", page)
 

@@ -41,6 +41,10 @@ class EventType(StrEnum):
     RECOVERY_CODE_USED = "recovery_code_used"
     RECOVERY_CODES_REGENERATED = "recovery_codes_regenerated"
     STEP_UP = "step_up"
+    PASSKEY_ADDED = "passkey_added"
+    PASSKEY_REMOVED = "passkey_removed"
+    PASSKEY_LOGIN = "passkey_login"
+    PASSKEY_CLONE_SUSPECTED = "passkey_clone_suspected"
 
 
 async def record(

@@ -21,6 +21,7 @@ from sessionward.context import Context
 from sessionward.mail.tables import mail_tokens
 from sessionward.mfa.tables import mfa_challenges
 from sessionward.outbox.tables import outbox
+from sessionward.passkeys.tables import webauthn_challenges
 from sessionward.sessions.tables import sessions
 from sessionward.tokens.jwt import LEEWAY_SECONDS
 from sessionward.tokens.tables import refresh_tokens, token_blacklist
@@ -50,6 +51,12 @@ def _plans(ctx: Context, now: datetime) -> list[tuple[str, Table, Any, ColumnEle
         ("audit_events", audit_events, audit_events.c.id, audit_events.c.at < now - settings.audit_retention),
         ("mail_tokens", mail_tokens, mail_tokens.c.token_hash, mail_tokens.c.expires_at < keep_until),
         ("mfa_challenges", mfa_challenges, mfa_challenges.c.token_hash, mfa_challenges.c.expires_at < now),
+        (
+            "webauthn_challenges",
+            webauthn_challenges,
+            webauthn_challenges.c.challenge_hash,
+            webauthn_challenges.c.expires_at < now,
+        ),
         # Delivered, skipped or failed rows are kept a while to be looked at, then go.
         ("outbox", outbox, outbox.c.id, outbox.c.done_at < keep_until),
     ]

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, StrictStr, model_validator
 
@@ -13,10 +13,12 @@ Challenge = Annotated[StrictStr, Field(min_length=10, max_length=128, pattern=r"
 
 
 class _OneFactor(Request):
-    """Exactly one of the codes (a passkey assertion joins them once passkeys exist)."""
+    """Exactly one of the factors: a TOTP code, a recovery code, or a passkey's assertion (its JSON, as
+    ``PublicKeyCredential.toJSON()`` gives it)."""
 
     totp: Code | None = None
     recovery_code: Code | None = None
+    passkey: dict[str, Any] | None = None
 
     @model_validator(mode="after")
     def _one(self) -> _OneFactor:
@@ -26,7 +28,7 @@ class _OneFactor(Request):
         return self
 
     def _choices(self) -> tuple[str, ...]:
-        return ("totp", "recovery_code")
+        return ("totp", "recovery_code", "passkey")
 
 
 class LoginMfaRequest(_OneFactor):
@@ -37,18 +39,22 @@ class ReauthenticateRequest(_OneFactor):
     password: Password | None = None
 
     def _choices(self) -> tuple[str, ...]:
-        return ("password", "totp", "recovery_code")
+        return ("password", "totp", "recovery_code", "passkey")
 
 
 class CodeRequest(Request):
     code: Code
 
 
+FactorName = Literal["totp", "recovery_code", "passkey"]
+
+
 class MfaRequired(BaseModel):
     mfa_required: Literal[True]
     challenge: str
-    factors: list[Literal["totp", "recovery_code"]]
+    factors: list[FactorName]
     expires_in: int
+    passkey_options: dict[str, Any] | None = None  # with "passkey": PublicKeyCredentialRequestOptions JSON
 
 
 class TotpState(BaseModel):
@@ -58,7 +64,7 @@ class TotpState(BaseModel):
 
 
 class MfaStatus(BaseModel):
-    factors: list[Literal["totp", "recovery_code"]]
+    factors: list[FactorName]
     totp: TotpState | None
     recovery_codes_left: int
 

@@ -52,6 +52,12 @@ async def new_recovery_codes(caller: Caller, ctx: Ctx, device: ClientDevice) -> 
 async def reauthenticate(body: ReauthenticateRequest, caller: Caller, ctx: Ctx, device: ClientDevice) -> JSON:
     """Confirm it's you: the session's authentication becomes recent (and of two factors with a second one)."""
     answer = await service.reauthenticate(
-        ctx, caller, password=body.password, totp=body.totp, recovery_code=body.recovery_code, device=device
+        ctx,
+        caller,
+        password=body.password,
+        totp=body.totp,
+        recovery_code=body.recovery_code,
+        passkey=body.passkey,
+        device=device,
     )
     return ok(answer)

@@ -15,6 +15,8 @@ from sessionward.context import Context
 from sessionward.db import Record
 from sessionward.errors import AppError, ErrorCode, validation
 from sessionward.mfa import codes, store
+from sessionward.passkeys import service as passkeys
+from sessionward.passkeys.service import PasskeyUse, Purpose
 from sessionward.sessions.devices import Device, same_device_family
 from sessionward.tokens import service as tokens
 from sessionward.tokens.jwt import Aal, Strength, authenticated
@@ -26,6 +28,7 @@ from sessionward.users import service as users
 class Factor(StrEnum):
     TOTP = "totp"
     RECOVERY_CODE = "recovery_code"
+    PASSKEY = "passkey"
 
 
 # RFC 8176 method values.
@@ -56,10 +59,14 @@ def _invalid_challenge() -> AppError:
 async def factors_of(conn: AsyncConnection, user_id: int) -> list[Factor]:
     """The user's confirmed second factors, as ``data.factors`` of a login names them."""
     row = await store.totp(conn, user_id)
-    if row is None or row.confirmed_at is None:
-        return []
-    left = await store.recovery_codes_left(conn, user_id)
-    return [Factor.TOTP, Factor.RECOVERY_CODE] if left else [Factor.TOTP]
+    factors = []
+    if row is not None and row.confirmed_at is not None:
+        factors.append(Factor.TOTP)
+        if await store.recovery_codes_left(conn, user_id):
+            factors.append(Factor.RECOVERY_CODE)
+    if await passkeys.count(conn, user_id):
+        factors.append(Factor.PASSKEY)
+    return factors
 
 
 async def status(ctx: Context, principal: Principal) -> dict[str, Any]:
@@ -180,8 +187,12 @@ async def challenge_for(ctx: Context, user: Record, *, device: Device) -> dict[s
             now=now,
             expires_at=now + CHALLENGE_LIFETIME,
         )
+        options = await passkeys.mfa_options(ctx, tx.conn, user.id) if Factor.PASSKEY in factors else None
     expires_in = int(CHALLENGE_LIFETIME.total_seconds())
-    return {"mfa_required": True, "challenge": token, "factors": [f.value for f in factors], "expires_in": expires_in}
+    answer = {"mfa_required": True, "challenge": token, "factors": [f.value for f in factors], "expires_in": expires_in}
+    if options is not None:
+        answer["passkey_options"] = options  # for navigator.credentials.get(); its answer goes in "passkey"
+    return answer
 
 
 class _WrongCode(Exception):
@@ -189,7 +200,13 @@ class _WrongCode(Exception):
 
 
 async def pass_challenge(
-    ctx: Context, *, challenge: str, totp: str | None, recovery_code: str | None, device: Device
+    ctx: Context,
+    *,
+    challenge: str,
+    totp: str | None,
+    recovery_code: str | None,
+    passkey: dict[str, Any] | None,
+    device: Device,
 ) -> tuple[Record, Strength, Factor]:
     """The second stage: the user, the strength of the login and the factor it used, the challenge consumed (once,
     and only from the browser and OS family that passed the first stage). A wrong code counts against the
@@ -203,25 +220,43 @@ async def pass_challenge(
     if row is None or not same_device_family(row.device, device):
         raise _invalid_challenge()
     await limits.hit(limits.login, device.ip or "-", f"mfa:{row.user_id}")
+    used = await _passkey_of(ctx, passkey, Purpose.MFA, user_id=row.user_id, device=device)
     try:
         async with ctx.db.transaction() as tx:
             if await store.take_challenge(tx.conn, token_hash=token_hash, now=now) is None:
                 raise _invalid_challenge()
-            factor = await _verify(ctx, tx.conn, row.user_id, totp=totp, recovery_code=recovery_code, device=device)
+            factor = Factor.PASSKEY if used is not None else None
+            if passkey is None:
+                factor = await _verify(ctx, tx.conn, row.user_id, totp=totp, recovery_code=recovery_code, device=device)
             if factor is None:
                 raise _WrongCode
             user = await users.find(tx.conn, user_id=row.user_id)
     except _WrongCode:
         async with ctx.db.transaction() as tx:
             await store.count_failure(tx.conn, token_hash=token_hash, burn_at=MAX_FAILURES)
-            details = {"factor": _factor_given(totp), "stage": "login"}
+            details = {"factor": _factor_given(totp, passkey), "stage": "login"}
             await record(
                 tx.conn, user_id=row.user_id, type=EventType.MFA_FAILED, now=now, device=device, details=details
             )
         raise invalid_code() from None
     if user is None:  # erased meanwhile (its challenge went with it: not reached)
         raise _invalid_challenge()
-    return user, authenticated((PWD, OTP), at=now), factor
+    second = used.method if used is not None else OTP
+    return user, authenticated((PWD, second), at=now), factor
+
+
+async def _passkey_of(
+    ctx: Context, passkey: dict[str, Any] | None, purpose: Purpose, *, user_id: int, device: Device
+) -> PasskeyUse | None:
+    """The user's passkey that answered, or ``None`` (none given, or one that did not verify: a wrong factor)."""
+    if passkey is None:
+        return None
+    try:
+        return await passkeys.verify_assertion(ctx, passkey, purpose=purpose, user_id=user_id, device=device)
+    except AppError as error:
+        if error.code is not ErrorCode.FORBIDDEN:
+            raise  # malformed: a 400
+        return None
 
 
 async def _verify(
@@ -247,7 +282,9 @@ async def _verify(
     return Factor.RECOVERY_CODE
 
 
-def _factor_given(totp: str | None) -> str:
+def _factor_given(totp: str | None, passkey: dict[str, Any] | None = None) -> str:
+    if passkey is not None:
+        return Factor.PASSKEY.value
     return Factor.TOTP.value if totp is not None else Factor.RECOVERY_CODE.value
 
 
@@ -265,31 +302,38 @@ async def reauthenticate(
     password: str | None,
     totp: str | None,
     recovery_code: str | None,
+    passkey: dict[str, Any] | None,
     device: Device,
 ) -> dict[str, Any]:
-    """Step-up: the session's ``auth_time`` becomes now (and two factors once a second one is used); a fresh access
-    token says so. Wrong: ``403``, counted as a failed login is."""
+    """Step-up: the session's ``auth_time`` becomes now (and two factors once a second one is used, or a passkey
+    that verified its user); a fresh access token says so. Wrong: ``403``, counted as a failed login is. A passkey
+    answers the options of ``/passkeys/login/options``."""
     limits = ctx.limits
     await limits.hit(limits.login, device.ip or "-", f"reauth:{principal.user_id}")
     now = ctx.clock.now()
     if password is not None:
         await users.confirm_password(ctx, user_id=principal.user_id, password=password)
+    used = await _passkey_of(ctx, passkey, Purpose.LOGIN, user_id=principal.user_id, device=device)
     try:
         async with ctx.db.transaction() as tx:
-            method = PWD
-            if password is None:
-                factor = await _verify(
-                    ctx, tx.conn, principal.user_id, totp=totp, recovery_code=recovery_code, device=device
-                )
+            method, two = PWD, False
+            if used is not None:
+                method, two = used.method, used.user_verified
+            elif password is None:
+                factor = None
+                if passkey is None:
+                    factor = await _verify(
+                        ctx, tx.conn, principal.user_id, totp=totp, recovery_code=recovery_code, device=device
+                    )
                 if factor is None:
                     raise _WrongCode
                 method = OTP
-            access = await tokens.strengthen(ctx, tx, principal, methods=(method,), now=now)
-            details = {"method": "password" if password is not None else _factor_given(totp)}
+            access = await tokens.strengthen(ctx, tx, principal, methods=(method,), now=now, two_factors=two)
+            details = {"method": "password" if password is not None else _factor_given(totp, passkey)}
             await _record(tx.conn, principal, EventType.STEP_UP, device=device, now=now, details=details)
     except _WrongCode:
         async with ctx.db.transaction() as tx:
-            details = {"factor": _factor_given(totp), "stage": "reauthenticate"}
+            details = {"factor": _factor_given(totp, passkey), "stage": "reauthenticate"}
             await _record(tx.conn, principal, EventType.MFA_FAILED, device=device, now=now, details=details)
         raise invalid_code() from None
     return {"access": access.body()}

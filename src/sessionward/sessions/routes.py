@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Header, Path, Request
 from pydantic import WithJsonSchema
@@ -52,8 +52,28 @@ async def login_mfa(
     if x_sessionward_client == cookies.WEB:
         cookies.check_origin(request, ctx.settings)
     result = await service.login_mfa(
-        ctx, challenge=body.challenge, totp=body.totp, recovery_code=body.recovery_code, device=device
+        ctx,
+        challenge=body.challenge,
+        totp=body.totp,
+        recovery_code=body.recovery_code,
+        passkey=body.passkey,
+        device=device,
     )
+    return _signed_in(request, ctx, result, web=x_sessionward_client == cookies.WEB)
+
+
+@router.post("/passkeys/login", response_model=Success[LoginOut], responses=errors(403))
+async def passkey_login(
+    request: Request,
+    body: Annotated[dict[str, Any], Body(description="The assertion: `PublicKeyCredential.toJSON()`.")],
+    ctx: Ctx,
+    device: ClientDevice,
+    x_sessionward_client: cookies.WebClient = None,
+) -> JSON:
+    """A sign-in with a passkey, answering the options of ``/passkeys/login/options``."""
+    if x_sessionward_client == cookies.WEB:
+        cookies.check_origin(request, ctx.settings)
+    result = await service.login_with_passkey(ctx, credential=body, device=device)
     return _signed_in(request, ctx, result, web=x_sessionward_client == cookies.WEB)
 
 

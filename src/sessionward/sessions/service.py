@@ -10,10 +10,11 @@ from sessionward.audit.service import EventType, record
 from sessionward.clock import iso
 from sessionward.context import Context
 from sessionward.db import Transaction
-from sessionward.errors import not_found
+from sessionward.errors import AppError, ErrorCode, not_found
 from sessionward.mail import service as mail
 from sessionward.mail.outgoing import Template, queue
 from sessionward.mfa import service as mfa
+from sessionward.passkeys import service as passkeys
 from sessionward.sessions import store
 from sessionward.sessions.devices import Device, same_device_family
 from sessionward.tokens import service as tokens
@@ -48,14 +49,37 @@ async def login(ctx: Context, *, email: str, password: str, device: Device) -> L
 
 
 async def login_mfa(
-    ctx: Context, *, challenge: str, totp: str | None, recovery_code: str | None, device: Device
+    ctx: Context,
+    *,
+    challenge: str,
+    totp: str | None,
+    recovery_code: str | None,
+    passkey: dict[str, Any] | None,
+    device: Device,
 ) -> LoginResult:
     user, strength, factor = await mfa.pass_challenge(
-        ctx, challenge=challenge, totp=totp, recovery_code=recovery_code, device=device
+        ctx, challenge=challenge, totp=totp, recovery_code=recovery_code, passkey=passkey, device=device
     )
     details = {"mfa": factor.value}
     return await open_session(
         ctx, user, device=device, event=EventType.LOGIN_SUCCEEDED, strength=strength, details=details
+    )
+
+
+async def login_with_passkey(ctx: Context, *, credential: dict[str, Any], device: Device) -> LoginResult:
+    """A sign-in with a passkey alone: two factors when the authenticator verified its user (a PIN, a fingerprint),
+    else one."""
+    await ctx.limits.hit(ctx.limits.login_per_ip, device.ip or "-")
+    used = await passkeys.verify_assertion(ctx, credential, purpose=passkeys.Purpose.LOGIN, user_id=None, device=device)
+    async with ctx.db.read() as conn:
+        user = await users.find(conn, user_id=used.user_id)
+    if user is None:
+        raise AppError(ErrorCode.FORBIDDEN, "This passkey could not be verified")
+    users.check_may_sign_in(ctx, user)
+    strength = authenticated((used.method,), at=ctx.clock.now(), two_factors=used.user_verified)
+    details = {"passkey": used.name}
+    return await open_session(
+        ctx, user, device=device, event=EventType.PASSKEY_LOGIN, strength=strength, details=details
     )
 
 

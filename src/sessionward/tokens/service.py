@@ -380,14 +380,21 @@ async def blacklist(ctx: Context, tx: Transaction, principal: Principal, *, reas
 
 
 async def strengthen(
-    ctx: Context, tx: Transaction, principal: Principal, *, methods: tuple[str, ...], now: datetime
+    ctx: Context,
+    tx: Transaction,
+    principal: Principal,
+    *,
+    methods: tuple[str, ...],
+    now: datetime,
+    two_factors: bool = False,
 ) -> IssuedAccess:
     """A new authentication within the caller's session (step-up, a factor just proved): its ``auth_time`` is now,
-    its methods grow by ``methods`` (two factors once two were used), and an access token that says so. NIST SP
-    800-63B §7.2: within a session that reached two factors, one authenticates again."""
+    its methods grow by ``methods`` (two factors once two were used, or ``two_factors``: a passkey that verified its
+    user), and an access token that says so. NIST SP 800-63B §7.2: within a session that reached two factors, one
+    authenticates again."""
     row = await sessions_store.strength(tx.conn, principal.session_id)
     current = stored_strength(row) if row is not None else UNKNOWN_STRENGTH
-    new = authenticated(current.amr + methods, at=now, two_factors=current.aal is Aal.TWO)
+    new = authenticated(current.amr + methods, at=now, two_factors=two_factors or current.aal is Aal.TWO)
     await sessions_store.set_strength(
         tx.conn, session_id=principal.session_id, aal=new.aal.value, amr=" ".join(new.amr), auth_time=now
     )

@@ -87,13 +87,18 @@ async def authenticate(ctx: Context, *, email: str, password: str) -> Record:
             async with ctx.db.transaction() as tx:
                 await record(tx.conn, user_id=row.id, type=EventType.LOGIN_FAILED, now=ctx.clock.now())
         raise AppError(ErrorCode.INVALID_CREDENTIALS, "Incorrect email or password")
-    if ctx.settings.require_email_verification and row.email_verified_at is None:
-        raise AppError(ErrorCode.FORBIDDEN, "Email address not verified")
+    check_may_sign_in(ctx, row)
     if ctx.passwords.needs_rehash(row.password_hash):
         new_hash = await ctx.passwords.hash(password)
         async with ctx.db.transaction() as tx:
             await store.set_password(tx.conn, row.id, password_hash=new_hash, now=ctx.clock.now())
     return row
+
+
+def check_may_sign_in(ctx: Context, row: Record) -> None:
+    """What a sign-in needs besides credentials (``403`` otherwise)."""
+    if ctx.settings.require_email_verification and row.email_verified_at is None:
+        raise AppError(ErrorCode.FORBIDDEN, "Email address not verified")
 
 
 async def confirm_password(ctx: Context, *, user_id: int, password: str) -> None:

@@ -2,7 +2,7 @@
 // the mails link to), filled from the JSON API.
 // DOM is built from <template>s with textContent only (the CSP refuses innerHTML-style sinks).
 // Tokens: sessionward-js (js/ in the repository; its build is ./sessionward.js) in cookie mode, same origin.
-import { ApiError, SignedOutError, createClient } from "./sessionward.js";
+import { ApiError, SignedOutError, browserAssertion, createClient } from "./sessionward.js";
 
 const auth = createClient({ url: "", mode: "cookie" });
 
@@ -31,6 +31,7 @@ const TITLES = {
   verify: "Confirm your address",
 };
 const INVALID_LINK = "This link is invalid or has expired";
+const PASSKEYS = typeof window.PublicKeyCredential === "function";
 
 let view = null;
 let poll = 0;
@@ -195,11 +196,39 @@ handle("signin-form", "signin-error", async (data) => {
     throw error;
   }
   $("signin-form").reset();
-  if (result.mfaRequired) secondStage(result.challenge);
+  if (result.mfaRequired) secondStage(result.challenge, result.factors, result.passkeyOptions);
 });
 
-/** The account has two-step verification: the code (or a recovery code) finishes the sign-in. */
-function secondStage(value) {
+$("signin-passkey").hidden = !PASSKEYS;
+$("signin-passkey").addEventListener("click", () => passkeyStep("signin-error", async () => {
+  await auth.signInWithPasskey();
+}));
+
+/** A WebAuthn ceremony from a button: the browser's own dialog asks; a cancelled one is no error. */
+async function passkeyStep(errorId, work) {
+  formError(errorId, null);
+  try {
+    await work();
+  } catch (error) {
+    if (error instanceof SignedOutError) return;
+    if (error?.name === "NotAllowedError" || error?.name === "AbortError") {
+      formError(errorId, { message: "No passkey was used." });
+    } else {
+      formError(errorId, error instanceof ApiError ? error : { message: error?.message ?? "That didn't work." });
+    }
+  }
+}
+
+let passkeyOptions = null;
+
+$("signin-mfa-passkey").addEventListener("click", () => passkeyStep("signin-mfa-error", async () => {
+  await auth.signInMfa(challenge, { passkey: await browserAssertion(passkeyOptions) });
+}));
+
+/** The account has two-step verification: the code (or a recovery code, or a passkey) finishes the sign-in. */
+function secondStage(value, factors = [], options = null) {
+  passkeyOptions = options;
+  $("signin-mfa-passkey").hidden = !(PASSKEYS && options && factors.includes("passkey"));
   challenge = value;
   setRecoveryMode(false);
   $("signin-form").hidden = true;
@@ -272,13 +301,14 @@ function confirmIdentity(aal) {
   $("stepup-form").reset();
   formError("stepup-error", null);
   $("stepup-text").textContent = withCode
-    ? "For your security, enter a code from your authenticator app (or a recovery code) to continue."
+    ? "For your security, confirm with your second step: a code from your authenticator app, a recovery code, or a passkey."
     : "For your security, enter your password to continue.";
   $("stepup-password-field").hidden = withCode;
   $("stepup-code-field").hidden = !withCode;
   $("stepup-password").required = !withCode;
   $("stepup-code").required = withCode;
   $("stepup-username").value = me?.email ?? "";
+  $("stepup-passkey").hidden = !(PASSKEYS && withCode && hasPasskeys);
   dialog.showModal();
   (withCode ? $("stepup-code") : $("stepup-password")).focus();
   return new Promise((resolve) => {
@@ -300,6 +330,10 @@ handle("stepup-form", "stepup-error", async (data) => {
   await auth.reauthenticate(proof);
   confirmed(true);
 });
+$("stepup-passkey").addEventListener("click", () => passkeyStep("stepup-error", async () => {
+  await auth.reauthenticateWithPasskey(me.email);
+  confirmed(true);
+}));
 $("stepup-cancel").addEventListener("click", () => confirmed(false));
 $("stepup-dialog").addEventListener("cancel", () => confirmed(false));
 
@@ -486,6 +520,46 @@ $("mfa-remove").addEventListener("click", () => mfaAction($("mfa-remove"), async
   await loadAccount();
 }));
 
+// ---------------------------------------------------------------- passkeys card
+
+let hasPasskeys = false;
+
+function renderPasskeys(list) {
+  hasPasskeys = list.length > 0;
+  $("passkey-add").hidden = !PASSKEYS;
+  const items = list.map((passkey) => {
+    const item = $("passkey-template").content.firstElementChild.cloneNode(true);
+    item.dataset.passkey = String(passkey.id);
+    const input = item.querySelector(".passkey-name");
+    input.value = passkey.name;
+    input.id = `passkey-${passkey.id}`;
+    item.querySelector("label").htmlFor = input.id;
+    const used = passkey.last_used_at ? `last used ${ago(passkey.last_used_at)}` : "not used yet";
+    item.querySelector(".passkey-meta").textContent = `Added ${ago(passkey.created_at)} · ${used}`;
+    item.querySelector(".passkey-form").addEventListener("submit", (event) => {
+      event.preventDefault();
+      passkeyStep("passkeys-error", async () => {
+        const renamed = await auth.passkeys.rename(passkey.id, input.value.trim());
+        passkey.name = renamed.name;
+        notify(`Passkey renamed to ${renamed.name}.`);
+      });
+    });
+    item.querySelector(".passkey-remove").addEventListener("click", () => passkeyStep("passkeys-error", async () => {
+      await sensitive(() => auth.passkeys.remove(passkey.id));
+      notify(`Removed the passkey ${passkey.name}.`);
+      await loadAccount();
+    }));
+    return item;
+  });
+  $("passkeys").replaceChildren(...(items.length ? items : [empty("No passkeys yet.")]));
+}
+
+$("passkey-add").addEventListener("click", () => passkeyStep("passkeys-error", async () => {
+  const passkey = await sensitive(() => auth.passkeys.register());
+  notify(`Added the passkey ${passkey.name}.`);
+  await loadAccount();
+}));
+
 const dialog = $("delete-dialog");
 $("delete-open").addEventListener("click", () => {
   formError("delete-error", null);
@@ -540,7 +614,9 @@ function deviceIcon(info) {
 /** How the session was signed in, in words (its `amr`, RFC 8176). */
 function strengthLabel(session) {
   const amr = session.amr ?? [];
-  if (amr.includes("hwk") || amr.includes("swk")) return amr.includes("mfa") ? "Passkey" : "Passkey (one factor)";
+  const passkey = amr.includes("hwk") || amr.includes("swk");
+  if (passkey && amr.includes("pwd")) return "Password and passkey";
+  if (passkey) return amr.includes("mfa") ? "Passkey" : "Passkey (one factor)";
   if (amr.includes("otp")) return "Password and code";
   if (amr.includes("pwd")) return "Password only";
   return "Signed in by an app";
@@ -613,6 +689,10 @@ const EVENTS = {
   recovery_code_used: ["key", "A recovery code was used", "warn"],
   recovery_codes_regenerated: ["key", "New recovery codes made (the old ones stopped working)"],
   step_up: ["key", "Confirmed it was you"],
+  passkey_added: ["key", "Passkey added"],
+  passkey_removed: ["key", "Passkey removed", "warn"],
+  passkey_login: ["signin", "New sign-in with a passkey"],
+  passkey_clone_suspected: ["alert", "A copied passkey was refused", "danger"],
 };
 
 function eventTitle(event) {
@@ -667,12 +747,14 @@ function empty(text) {
 }
 
 async function loadAccount() {
-  const [sessions, events, mfa] = await Promise.all([
+  const [sessions, events, mfa, passkeys] = await Promise.all([
     auth.sessions.list(),
     auth.events.list({ limit: 10 }),
     auth.mfa.status(),
+    auth.passkeys.list(),
   ]);
   renderMfa(mfa);
+  renderPasskeys(passkeys);
   const { current_session: current, other_sessions: others } = sessions;
   const list = [current, ...others].filter(Boolean).map(renderDevice);
   $("devices").replaceChildren(...list);

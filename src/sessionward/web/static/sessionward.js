@@ -343,7 +343,10 @@ var Client = class {
   }
   async signedInWith(path, json) {
     const { data } = await parse(await this.send(path, { method: "POST", json }));
-    if (data.mfa_required === true) return { mfaRequired: true, challenge: data.challenge, factors: data.factors };
+    if (data.mfa_required === true) {
+      const { challenge, factors, passkey_options: passkeyOptions } = data;
+      return { mfaRequired: true, challenge, factors, ...passkeyOptions ? { passkeyOptions } : {} };
+    }
     if (this.mode === "body") {
       await this.save({ refresh_token: data.tokens.refresh.token, session_id: data.session.id });
     }
@@ -366,6 +369,26 @@ var Client = class {
     const { data } = await this.api("/reauthenticate", { method: "POST", json: proof });
     this.adopt(fromAnswer(data.access), true);
   }
+  /** `reauthenticate` with one of the account's passkeys (`email`: the signed-in user's address). */
+  async reauthenticateWithPasskey(email, getCredential = browserAssertion) {
+    const options = (await parse(await this.send("/passkeys/login/options", { method: "POST", json: { email } }))).data;
+    await this.reauthenticate({ passkey: await getCredential(options) });
+  }
+  passkeys = {
+    /** The account's passkeys. */
+    list: async () => (await this.api("/passkeys")).data.passkeys,
+    /** Makes a passkey (the default uses the browser's WebAuthn; React Native passes its own `createCredential`). */
+    register: async ({ name, createCredential = browserAttestation } = {}) => {
+      const options = (await this.api("/passkeys/register/options", { method: "POST" })).data;
+      const credential = await createCredential(options);
+      const json = name === void 0 ? credential : { ...credential, name };
+      return (await this.api("/passkeys/register", { method: "POST", json })).data.passkey;
+    },
+    rename: async (id, name) => (await this.api(`/passkeys/${id}`, { method: "PATCH", json: { name } })).data.passkey,
+    remove: async (id) => {
+      await this.api(`/passkeys/${id}`, { method: "DELETE" });
+    }
+  };
   mfa = {
     /** The confirmed second factors and how many recovery codes are left. */
     status: async () => (await this.api("/mfa")).data,
@@ -447,6 +470,14 @@ function withBearer(input, init, token) {
   headers.set("Authorization", `Bearer ${token}`);
   return { ...init, headers };
 }
+async function browserAttestation(creationOptions) {
+  const webauthn = globalThis.PublicKeyCredential;
+  if (webauthn?.parseCreationOptionsFromJSON === void 0) throw new Error("This browser cannot make passkeys");
+  const publicKey = webauthn.parseCreationOptionsFromJSON(creationOptions);
+  const credential = await navigator.credentials.create({ publicKey });
+  if (credential === null) throw new Error("No passkey was made");
+  return credential.toJSON();
+}
 async function browserAssertion(requestOptions) {
   const webauthn = globalThis.PublicKeyCredential;
   if (webauthn?.parseRequestOptionsFromJSON === void 0) throw new Error("This browser cannot use passkeys");
@@ -464,6 +495,7 @@ export {
   ApiError,
   Client,
   SignedOutError,
+  browserAssertion,
   createClient,
   memoryStorage
 };
