@@ -40,10 +40,10 @@ CHROMIUM_CHECK := [ -x /usr/bin/chromium ] || { echo "the browser tests need Chr
 pytest: $(VENV)/.dev-installed $(EXPRESS)/node_modules/.installed
 	@$(CHROMIUM_CHECK)
 	$(BIN)/coverage erase
-	$(BIN)/pytest -n 4 --cov --cov-report= $(PYTEST_ARGS)
+	$(BIN)/pytest -n 4 --dist worksteal --cov --cov-report= $(PYTEST_ARGS)
 	@if [ -n "$$REQUIRE_POSTGRES" ] || $(BIN)/python -c "import socket; socket.create_connection(('127.0.0.1', 5432), 1)" 2>/dev/null; then \
-		echo "$(BIN)/pytest -n 4 --backend postgres --cov --cov-append --cov-report= $(PYTEST_ARGS)"; \
-		$(BIN)/pytest -n 4 --backend postgres --cov --cov-append --cov-report= $(PYTEST_ARGS) && \
+		echo "$(BIN)/pytest -n 4 --dist worksteal --backend postgres --cov --cov-append --cov-report= $(PYTEST_ARGS)"; \
+		$(BIN)/pytest -n 4 --dist worksteal --backend postgres --cov --cov-append --cov-report= $(PYTEST_ARGS) && \
 		$(BIN)/coverage report --include='$(COVERED)' --fail-under=100; \
 	else \
 		echo "make test: PostgreSQL is not reachable on 127.0.0.1:5432, so the suite ran on SQLite only"; \

@@ -24,6 +24,7 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -62,17 +63,27 @@ TABLES = (
 )
 
 
+_PORTALS = ExitStack()
+atexit.register(_PORTALS.close)
+
+
+@cache
+def _portal() -> Any:
+    """One event-loop thread for every test's snapshots, as schemathesis keeps one for the app. A thread that ran
+    SQLAlchemy's greenlets and ends leaves its greenlet state to the main thread to destroy (a pending call); a
+    worker was once seen spinning in that call for good (CPython 3.11, greenlet 3.5.6), so threads end here once."""
+    return _PORTALS.enter_context(anyio.from_thread.start_blocking_portal())
+
+
 class Snapshots:
     """Reads the whole database from an event loop of its own (the app runs in schemathesis's)."""
 
     def __init__(self, database_url: str) -> None:
-        self._stack = ExitStack()
-        self._portal = self._stack.enter_context(anyio.from_thread.start_blocking_portal())
+        self._portal = _portal()
         self.db = Database(database_url)
 
     def close(self) -> None:
         self._portal.call(self.db.dispose)
-        self._stack.close()
 
     def rows(self) -> dict[str, list[dict[str, Any]]]:
         return self._portal.call(self._rows)
