@@ -285,3 +285,13 @@ async def test_the_same_credential_twice_is_a_conflict(client: httpx.AsyncClient
 
     assert first.status_code == 201
     assert response.status_code == 409
+
+
+async def test_a_huge_credential_is_refused_before_it_is_parsed(client: httpx.AsyncClient, users: Users) -> None:
+    login = await users.signed_in()
+    huge = {"id": "x", "rawId": "x", "type": "public-key", "response": {"clientDataJSON": "A" * 70_000}}
+    registered = await client.post(f"{API}/passkeys/register", json=huge, headers=login.auth)
+    signed_in = await client.post(f"{API}/passkeys/login", json=huge)
+
+    assert registered.status_code == 413
+    assert signed_in.status_code == 413

@@ -2,8 +2,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field, StrictStr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictStr, model_validator
+from pydantic.json_schema import SkipJsonSchema
 
+from sessionward.passkeys.models import AssertionCredential
 from sessionward.schemas import NO_NUL
 from sessionward.sessions.models import AccessOut
 from sessionward.users.models import Password, Request
@@ -12,13 +14,21 @@ Code = Annotated[StrictStr, Field(min_length=1, max_length=64, pattern=NO_NUL)]
 Challenge = Annotated[StrictStr, Field(min_length=10, max_length=128, pattern=r"^[A-Za-z0-9_-]+$")]
 
 
+def _exactly_one(*names: str) -> dict[str, Any]:
+    """The schema's own statement of the validator below: one of these members, and no other of them."""
+    return {"oneOf": [{"required": [name]} for name in names]}
+
+
 class _OneFactor(Request):
     """Exactly one of the factors: a TOTP code, a recovery code, or a passkey's assertion (its JSON, as
     ``PublicKeyCredential.toJSON()`` gives it)."""
 
-    totp: Code | None = None
-    recovery_code: Code | None = None
-    passkey: dict[str, Any] | None = None
+    model_config = ConfigDict(extra="ignore", json_schema_extra=_exactly_one("totp", "recovery_code", "passkey"))
+
+    # Absent when not given (never null in the schema: null is no factor).
+    totp: Code | SkipJsonSchema[None] = None
+    recovery_code: Code | SkipJsonSchema[None] = None
+    passkey: AssertionCredential | SkipJsonSchema[None] = None
 
     @model_validator(mode="after")
     def _one(self) -> _OneFactor:
@@ -36,7 +46,11 @@ class LoginMfaRequest(_OneFactor):
 
 
 class ReauthenticateRequest(_OneFactor):
-    password: Password | None = None
+    model_config = ConfigDict(
+        extra="ignore", json_schema_extra=_exactly_one("password", "totp", "recovery_code", "passkey")
+    )
+
+    password: Password | SkipJsonSchema[None] = None
 
     def _choices(self) -> tuple[str, ...]:
         return ("password", "totp", "recovery_code", "passkey")

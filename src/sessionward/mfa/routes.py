@@ -57,7 +57,7 @@ async def reauthenticate(body: ReauthenticateRequest, caller: Caller, ctx: Ctx, 
         password=body.password,
         totp=body.totp,
         recovery_code=body.recovery_code,
-        passkey=body.passkey,
+        passkey=body.passkey.as_json() if body.passkey else None,
         device=device,
     )
     return ok(answer)

@@ -2,18 +2,24 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Path
+from fastapi import APIRouter, Path
 
 from sessionward.deps import Caller, ClientDevice, Ctx
-from sessionward.errors import validation
 from sessionward.http import JSON, ok
 from sessionward.mfa import service as mfa
 from sessionward.passkeys import service
-from sessionward.passkeys.models import LoginOptionsRequest, PasskeyData, PasskeyList, RenameRequest
+from sessionward.passkeys.models import (
+    LoginOptionsRequest,
+    PasskeyData,
+    PasskeyList,
+    RegistrationCredential,
+    RenameRequest,
+)
 from sessionward.schemas import Message, Success, errors
 
 router = APIRouter(prefix="/api/v1/auth", tags=["stronger sign-in"])
 
+# ``:int`` in the path: only digits reach these routes (``PATCH /passkeys/login`` is a 405, not a 400 here).
 PasskeyId = Annotated[int, Path(ge=1, le=2**31 - 1)]
 Options = dict[str, Any]
 
@@ -28,19 +34,9 @@ async def registration_options(caller: Caller, ctx: Ctx) -> JSON:
 @router.post(
     "/passkeys/register", status_code=201, response_model=Success[PasskeyData], responses=errors(401, 403, 409)
 )
-async def register(
-    body: Annotated[
-        dict[str, Any],
-        Body(description="The credential (`PublicKeyCredential.toJSON()`), and optionally a `name` for it."),
-    ],
-    caller: Caller,
-    ctx: Ctx,
-    device: ClientDevice,
-) -> JSON:
-    name = body.get("name")
-    if name is not None and not (isinstance(name, str) and 0 < len(name) <= 100 and name.isprintable()):
-        raise validation("name", "A passkey's name is 1 to 100 printable characters")
-    passkey = await service.register(ctx, caller, credential=body, name=name, device=device)
+async def register(body: RegistrationCredential, caller: Caller, ctx: Ctx, device: ClientDevice) -> JSON:
+    """The credential (``PublicKeyCredential.toJSON()`` of ``navigator.credentials.create()``), and a ``name``."""
+    passkey = await service.register(ctx, caller, credential=body.as_json(), name=body.name, device=device)
     return ok({"passkey": passkey}, status=201)
 
 
@@ -49,12 +45,12 @@ async def list_passkeys(caller: Caller, ctx: Ctx) -> JSON:
     return ok({"passkeys": await service.of_user(ctx, caller)})
 
 
-@router.patch("/passkeys/{passkey_id}", response_model=Success[PasskeyData], responses=errors(401, 404))
+@router.patch("/passkeys/{passkey_id:int}", response_model=Success[PasskeyData], responses=errors(401, 404))
 async def rename(passkey_id: PasskeyId, body: RenameRequest, caller: Caller, ctx: Ctx) -> JSON:
     return ok({"passkey": await service.rename(ctx, caller, passkey_id=passkey_id, name=body.name)})
 
 
-@router.delete("/passkeys/{passkey_id}", response_model=Message, responses=errors(401, 403, 404))
+@router.delete("/passkeys/{passkey_id:int}", response_model=Message, responses=errors(401, 403, 404))
 async def remove(passkey_id: PasskeyId, caller: Caller, ctx: Ctx, device: ClientDevice) -> JSON:
     await mfa.require_step_up(ctx, caller)
     await service.remove(ctx, caller, passkey_id=passkey_id, device=device)

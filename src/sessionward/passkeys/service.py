@@ -39,7 +39,7 @@ from sessionward.audit.service import EventType, record
 from sessionward.clock import iso
 from sessionward.context import Context
 from sessionward.db import Record
-from sessionward.errors import AppError, ErrorCode, not_found, validation
+from sessionward.errors import AppError, ErrorCode, not_found
 from sessionward.passkeys import store
 from sessionward.sessions.devices import Device
 from sessionward.tokens.service import Principal
@@ -113,8 +113,9 @@ def listed(row: Record) -> dict[str, Any]:
 
 # ---------------------------------------------------------------- parsing what the browser sent
 
-# py_webauthn parses what a client sends; on input that is not a credential (wrong types, truncated base64url or
-# CBOR) it raises its own errors or Python's: each is the client's fault, and answered 400 or 403, never 500.
+# The request models checked the credential's shape (else 400). What it holds is py_webauthn's to read: on bytes
+# that do not decode (truncated CBOR, client data that is not JSON) it raises its own errors or Python's, each
+# the client's fault: the passkey is not verified (403), never a 500.
 _MALFORMED = (Exception,)
 
 
@@ -123,7 +124,7 @@ def _registration(credential: dict[str, Any]) -> tuple[RegistrationCredential, b
         parsed = parse_registration_credential_json(credential)
         return parsed, parse_client_data_json(parsed.response.client_data_json).challenge
     except _MALFORMED:
-        raise validation("credential", "This is not a WebAuthn registration credential") from None
+        raise _unverified() from None
 
 
 def _assertion(credential: dict[str, Any]) -> tuple[AuthenticationCredential, bytes]:
@@ -131,7 +132,7 @@ def _assertion(credential: dict[str, Any]) -> tuple[AuthenticationCredential, by
         parsed = parse_authentication_credential_json(credential)
         return parsed, parse_client_data_json(parsed.response.client_data_json).challenge
     except _MALFORMED:
-        raise validation("passkey", "This is not a WebAuthn assertion") from None
+        raise _unverified() from None
 
 
 # ---------------------------------------------------------------- registration

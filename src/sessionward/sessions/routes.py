@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Body, Header, Path, Request
 from pydantic import WithJsonSchema
@@ -11,6 +11,7 @@ from sessionward.deps import Caller, ClientDevice, Ctx
 from sessionward.errors import validation
 from sessionward.http import JSON, ok
 from sessionward.mfa.models import LoginMfaRequest, MfaRequired
+from sessionward.passkeys.models import AssertionCredential
 from sessionward.schemas import Message, Success, errors
 from sessionward.sessions import service
 from sessionward.sessions.models import DeviceList, LoginOut, LogoutRequest, RevokedCount
@@ -56,7 +57,7 @@ async def login_mfa(
         challenge=body.challenge,
         totp=body.totp,
         recovery_code=body.recovery_code,
-        passkey=body.passkey,
+        passkey=body.passkey.as_json() if body.passkey else None,
         device=device,
     )
     return _signed_in(request, ctx, result, web=x_sessionward_client == cookies.WEB)
@@ -65,15 +66,16 @@ async def login_mfa(
 @router.post("/passkeys/login", response_model=Success[LoginOut], responses=errors(403))
 async def passkey_login(
     request: Request,
-    body: Annotated[dict[str, Any], Body(description="The assertion: `PublicKeyCredential.toJSON()`.")],
+    body: AssertionCredential,
     ctx: Ctx,
     device: ClientDevice,
     x_sessionward_client: cookies.WebClient = None,
 ) -> JSON:
-    """A sign-in with a passkey, answering the options of ``/passkeys/login/options``."""
+    """A sign-in with a passkey (``PublicKeyCredential.toJSON()`` of ``navigator.credentials.get()``), answering the
+    options of ``/passkeys/login/options``."""
     if x_sessionward_client == cookies.WEB:
         cookies.check_origin(request, ctx.settings)
-    result = await service.login_with_passkey(ctx, credential=body, device=device)
+    result = await service.login_with_passkey(ctx, credential=body.as_json(), device=device)
     return _signed_in(request, ctx, result, web=x_sessionward_client == cookies.WEB)
 
 
