@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 import secrets
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -69,8 +70,15 @@ def pass_database(backend: str, name: str) -> Iterator[str | None]:
     if backend != "postgres":
         yield None
         return
-    with new_postgres_database(f"sessionward_{name}") as url:
+    database = new_postgres_database(f"sessionward_{name}")
+    # Made and dropped from a thread of its own: Playwright's sync API keeps an event loop running in this one.
+    with ThreadPoolExecutor(1) as pool:
+        url = pool.submit(database.__enter__).result()
+    try:
         yield url
+    finally:
+        with ThreadPoolExecutor(1) as pool:
+            pool.submit(database.__exit__, None, None, None).result()
 
 
 @pytest.fixture(scope="package")
