@@ -96,7 +96,9 @@ def main() -> None:
                 token = client.post(f"{API}/login", json={"email": email, "password": PASSWORD}).json()
                 auth = {"authorization": f"Bearer {token['data']['tokens']['access']['token']}"}
                 secret = client.post(f"{API}/mfa/totp", headers=auth).json()["data"]["secret"]
-                client.post(f"{API}/mfa/totp/confirm", json={"code": pyotp.TOTP(secret).now()}, headers=auth)
+                code = {"code": pyotp.TOTP(secret).now()}
+                confirmed = client.post(f"{API}/mfa/totp/confirm", json=code, headers=auth).json()["data"]
+                auth = {"authorization": f"Bearer {confirmed['access']['token']}"}  # two factors now: step-up met
                 options = client.post(f"{API}/passkeys/register/options", headers=auth).json()["data"]
                 credential, created = authenticator.create(options, origin=origin)
                 assert client.post(f"{API}/passkeys/register", json=created, headers=auth).status_code == 201
