@@ -88,12 +88,14 @@ async def require_step_up(ctx: Context, principal: Principal, *, password_given:
     """A sensitive action: the session's authentication must be recent (``STEP_UP_MAX_AGE``) and, when the user
     has a second factor, of two factors; else ``403`` ``step_up_required``. ``password_given``: the action itself
     took the user's password (checked next), which is an authentication just now."""
-    async with ctx.db.read() as conn:
-        needed = Aal.TWO if await factors_of(conn, principal.user_id) else Aal.ONE
     strength = principal.strength
     max_age = ctx.settings.step_up_max_age
     recent = password_given or strength.auth_time >= (ctx.clock.now() - max_age).timestamp()
-    if recent and (needed is Aal.ONE or strength.aal is Aal.TWO):
+    if recent and strength.aal is Aal.TWO:
+        return  # as strong as it gets: no need to look at the user's factors
+    async with ctx.db.read() as conn:
+        needed = Aal.TWO if await factors_of(conn, principal.user_id) else Aal.ONE
+    if recent and needed is Aal.ONE:
         return
     raise AppError(
         ErrorCode.FORBIDDEN,

@@ -95,8 +95,11 @@ async def _challenge(ctx: Context, conn: AsyncConnection, purpose: Purpose, user
     return challenge
 
 
+_TRANSPORTS = {transport.value for transport in AuthenticatorTransport}
+
+
 def _descriptor(row: Record) -> PublicKeyCredentialDescriptor:
-    transports = [AuthenticatorTransport(t) for t in row.transports if t in AuthenticatorTransport._value2member_map_]
+    transports = [AuthenticatorTransport(t) for t in row.transports if t in _TRANSPORTS]
     return PublicKeyCredentialDescriptor(id=row.credential_id, transports=transports or None)
 
 
