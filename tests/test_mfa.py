@@ -523,3 +523,23 @@ async def events(client: httpx.AsyncClient, token: str) -> list[dict[str, Any]]:
     response = await client.get(f"{API}/events", headers=bearer(token))
     found: list[dict[str, Any]] = response.json()["data"]["events"]
     return found
+
+
+async def test_the_second_stage_in_cookie_mode_sets_the_cookies_and_checks_the_origin(
+    client: httpx.AsyncClient, users: Users, clock: FrozenClock, ctx: Context
+) -> None:
+    from tests.test_cookies import browser_client
+
+    user = await enrol(client, users, clock)
+    async with browser_client(ctx) as browser:
+        first = await browser.post(f"{API}/login", json={"email": user.login.email, "password": PASSWORD})
+        challenge = first.json()["data"]["challenge"]
+        body = {"challenge": challenge, "totp": user.code(clock)}
+        elsewhere = await browser.post(f"{API}/login/mfa", json=body, headers={"origin": "https://evil.example"})
+        done = await browser.post(f"{API}/login/mfa", json=body)
+
+    assert elsewhere.status_code == 403
+    assert elsewhere.json()["message"] == "Cross-origin request refused"
+    assert done.status_code == 200
+    assert "token" not in done.json()["data"]["tokens"]["refresh"]  # it is in the HttpOnly cookie
+    assert any("sessionward-refresh" in c for c in done.headers.get_list("set-cookie"))

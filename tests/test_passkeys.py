@@ -12,6 +12,7 @@ import jwt
 import pytest
 
 from sessionward.clock import FrozenClock
+from sessionward.context import Context
 from tests import authenticator
 from tests.authenticator import Credential
 from tests.conftest import API, PASSWORD, Login, Users
@@ -295,3 +296,24 @@ async def test_a_huge_credential_is_refused_before_it_is_parsed(client: httpx.As
 
     assert registered.status_code == 413
     assert signed_in.status_code == 413
+
+
+async def test_a_passkey_sign_in_in_cookie_mode_sets_the_cookies_and_checks_the_origin(
+    client: httpx.AsyncClient, users: Users, ctx: Context
+) -> None:
+    from tests.test_cookies import browser_client
+
+    login = await users.signed_in()
+    credential, _ = await add_passkey(client, login)
+    async with browser_client(ctx) as browser:
+        options = (await browser.post(f"{API}/passkeys/login/options", json={})).json()["data"]
+        assertion = authenticator.get(credential, options, origin=ORIGIN)
+        elsewhere = await browser.post(
+            f"{API}/passkeys/login", json=assertion, headers={"origin": "https://evil.example"}
+        )
+        done = await browser.post(f"{API}/passkeys/login", json=assertion)
+
+    assert elsewhere.status_code == 403
+    assert done.status_code == 200
+    assert "token" not in done.json()["data"]["tokens"]["refresh"]
+    assert any("sessionward-refresh" in c for c in done.headers.get_list("set-cookie"))

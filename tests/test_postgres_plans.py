@@ -19,8 +19,9 @@ ALLOWED = {"uq_refresh_tokens_token_hash", "pk_refresh_tokens"}
 LONG_CHAIN = """
 INSERT INTO users (email, password_hash, role, created_at, updated_at)
      VALUES ('chain@example.test', 'not-a-hash', 'user', now(), now());
-INSERT INTO sessions (id, user_id, device_info, ip_address, user_agent, created_at, last_activity, expires_at)
-     VALUES ('chained', 1, '{}', '127.0.0.1', 'test', now(), now(), now() + interval '30 days');
+INSERT INTO sessions (id, user_id, device_info, ip_address, user_agent, created_at, last_activity, expires_at,
+                      auth_time)
+     VALUES ('chained', 1, '{}', '127.0.0.1', 'test', now(), now(), now() + interval '30 days', now());
 INSERT INTO refresh_tokens (session_id, user_id, token_hash, parent_id, generation, created_at, expires_at,
                             rotated_at)
      SELECT 'chained', 1, md5('t' || g) || md5('u' || g), NULLIF(g - 1, 0), g, now(), now() + interval '30 days',

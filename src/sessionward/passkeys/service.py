@@ -60,7 +60,7 @@ HARDWARE_KEY, SOFTWARE_KEY = "hwk", "swk"
 
 @dataclass(frozen=True, slots=True)
 class PasskeyUse:
-    user_id: int
+    user: Record
     name: str
     user_verified: bool
     method: str  # HARDWARE_KEY or SOFTWARE_KEY
@@ -330,5 +330,8 @@ async def verify_assertion(
             backed_up=verified.credential_backed_up,
             now=now,
         )
+        user = await users.find(tx.conn, user_id=row.user_id)
+    if user is None:  # erased meanwhile
+        raise _unverified()
     method = SOFTWARE_KEY if verified.credential_backed_up else HARDWARE_KEY
-    return PasskeyUse(row.user_id, row.name, verified.user_verified, method)
+    return PasskeyUse(user, row.name, verified.user_verified, method)

@@ -10,7 +10,7 @@ from sessionward.audit.service import EventType, record
 from sessionward.clock import iso
 from sessionward.context import Context
 from sessionward.db import Transaction
-from sessionward.errors import AppError, ErrorCode, not_found
+from sessionward.errors import not_found
 from sessionward.mail import service as mail
 from sessionward.mail.outgoing import Template, queue
 from sessionward.mfa import service as mfa
@@ -71,10 +71,7 @@ async def login_with_passkey(ctx: Context, *, credential: dict[str, Any], device
     else one."""
     await ctx.limits.hit(ctx.limits.login_per_ip, device.ip or "-")
     used = await passkeys.verify_assertion(ctx, credential, purpose=passkeys.Purpose.LOGIN, user_id=None, device=device)
-    async with ctx.db.read() as conn:
-        user = await users.find(conn, user_id=used.user_id)
-    if user is None:
-        raise AppError(ErrorCode.FORBIDDEN, "This passkey could not be verified")
+    user = used.user
     users.check_may_sign_in(ctx, user)
     strength = authenticated((used.method,), at=ctx.clock.now(), two_factors=used.user_verified)
     details = {"passkey": used.name}
