@@ -49,7 +49,9 @@ class LiveServer:
         }
         self.process: subprocess.Popen[bytes] | None = None
 
-    def start(self, timeout: float = 20.0) -> LiveServer:
+    def start(self, timeout: float = 90.0) -> LiveServer:
+        """Waits for /readyz. The timeout guards against a hang, not a slow start: a server costs seconds of CPU
+        per worker to start, and a loaded two-core machine running four test workers gives it a fraction of one."""
         command = [sys.executable, "-m", "sessionward", "serve", "--port", str(self.port)]
         command += ["--workers", str(self.workers)]
         with self.log.open("ab") as log:
@@ -66,7 +68,7 @@ class LiveServer:
             except httpx.TransportError:
                 time.sleep(0.1)
         self.stop(signal.SIGKILL)  # no server left behind to poll a database that is dropped later
-        raise RuntimeError(f"server did not become ready in {timeout:.0f} s")
+        raise RuntimeError(f"server did not become ready in {timeout:.0f} s: {self.log.read_text()[-2000:]}")
 
     def stop(self, sig: signal.Signals = signal.SIGTERM) -> None:
         if self.process is None:

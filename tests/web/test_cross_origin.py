@@ -38,7 +38,7 @@ class FrontEnd:
         self.url = f"http://127.0.0.1:{port}"
         command = [node, str(EXAMPLE), "--port", str(port), "--api", api_url]
         self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 90  # a hang guard: a loaded machine starts processes slowly
         while time.monotonic() < deadline:
             try:
                 if httpx.get(self.url + "/", timeout=1).status_code == 200:
