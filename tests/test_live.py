@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import pty
+import re
+import select
 import signal
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import orjson
 import pytest
 
 from tests.conftest import API, FIREFOX_LINUX, PASSWORD
@@ -98,3 +106,37 @@ async def test_forwarded_for_is_believed_only_from_trusted_proxies(
             assert login.json()["data"]["session"]["device_info"]["ip"] == recorded
     finally:
         live.stop()
+
+
+def test_logs_are_json_lines_in_a_file_without_duplicated_fields(server: LiveServer) -> None:
+    lines = server.log.read_text().splitlines()
+    banner = [line for line in lines if line.startswith("sessionward on http://")]  # stdout: where to point a browser
+    assert len(banner) == 1
+    entries = [orjson.loads(line) for line in lines if line not in banner]
+    started = [entry for entry in entries if entry["msg"].startswith("Started server process")]
+    assert started, entries
+    assert set(started[0]) == {"ts", "level", "logger", "msg"}  # uvicorn's color_message left out
+
+
+def test_logs_are_readable_lines_on_a_terminal(tmp_path: Path, database_url: str) -> None:
+    """``make run`` in a terminal: the server's stderr is a pseudo-terminal, as a person's shell gives it."""
+    live = LiveServer(tmp_path, database_url=database_url)
+    primary, secondary = pty.openpty()
+    command = [sys.executable, "-m", "sessionward", "serve", "--port", str(live.port)]
+    process = subprocess.Popen(command, cwd=tmp_path, env=live.env, stdout=secondary, stderr=secondary)
+    os.close(secondary)
+    output = b""
+    try:
+        deadline = time.monotonic() + 90  # a hang guard
+        while b"Application startup complete" not in output:
+            assert time.monotonic() < deadline, output
+            if select.select([primary], [], [], 1)[0]:
+                output += os.read(primary, 65536)
+    finally:
+        process.terminate()
+        process.wait(20)
+        os.close(primary)
+    lines = output.decode().splitlines()
+    [ready] = [line for line in lines if "Application startup complete" in line]
+    assert re.fullmatch(r"\d\d:\d\d:\d\d\.\d{3} INFO    uvicorn\.error  Application startup complete\.", ready)
+    assert not [line for line in lines if line.startswith("{")]

@@ -1,4 +1,5 @@
-"""Structured JSON logs, one line per record, with the request id of the request being served."""
+"""Logs, one line per record, with the request id of the request being served: JSON for a machine to read, or
+a readable line when stderr is a terminal (``make run``)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ from typing import Any
 import orjson
 
 request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
-_STANDARD = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "taskName"}
+# ``color_message``: uvicorn's copy of its message with terminal colours, a duplicate in any line of ours.
+_STANDARD = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "taskName", "color_message"}
 _make_record = logging.getLogRecordFactory()
 
 
@@ -42,6 +44,19 @@ def _timestamp(created: float) -> str:
     return f"{_second(second)}.{int((created - second) * 1_000_000):06d}Z"
 
 
+def _fields(record: logging.LogRecord) -> dict[str, Any]:
+    """What a line says besides its time, level, logger and message."""
+    fields: dict[str, Any] = {}
+    rid = getattr(record, "request_id", None) or request_id.get()
+    if rid:
+        fields["request_id"] = rid
+    fields.update({k: v for k, v in record.__dict__.items() if k not in _STANDARD})
+    if record.exc_info and record.exc_info[0] is not None:
+        # The type only: exception text can carry SQL parameters, and so tokens or hashes.
+        fields["exc_type"] = record.exc_info[0].__name__
+    return fields
+
+
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
@@ -50,24 +65,36 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "msg": record.getMessage(),
         }
-        rid = getattr(record, "request_id", None) or request_id.get()
-        if rid:
-            entry["request_id"] = rid
-        entry.update({k: v for k, v in record.__dict__.items() if k not in _STANDARD})
-        if record.exc_info and record.exc_info[0] is not None:
-            # The type only: exception text can carry SQL parameters, and so tokens or hashes.
-            entry["exc_type"] = record.exc_info[0].__name__
+        entry.update(_fields(record))
         return orjson.dumps(entry, default=str).decode()
 
 
-def configure(level: str) -> None:
+class TextFormatter(logging.Formatter):
+    """``16:12:29.111 WARNING sessionward.tokens.keys  JWT_SECRET is not set ...  key=value``: for a person at a
+    terminal; the same fields as the JSON line."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        clock = _timestamp(record.created)[11:23]
+        fields = " ".join(f"{key}={_text(value)}" for key, value in _fields(record).items())
+        line = f"{clock} {record.levelname:<7} {record.name}  {record.getMessage()}"
+        return f"{line}  {fields}" if fields else line
+
+
+def _text(value: Any) -> str:
+    text = value if isinstance(value, str) else orjson.dumps(value, default=str).decode()
+    return orjson.dumps(text).decode() if not text or any(c in text for c in ' "=') else text
+
+
+def configure(level: str, *, readable: bool | None = None) -> None:
+    """``readable``: the one-line text format; by default when stderr is a terminal."""
     # The logging HOWTO's "Optimization": none of these appear in our lines, and the access log runs per request.
     logging.logThreads = False
     logging.logProcesses = False
     logging.logMultiprocessing = False
     logging._srcfile = None  # no caller frame lookup
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter())
+    readable = sys.stderr.isatty() if readable is None else readable
+    handler.setFormatter(TextFormatter() if readable else JsonFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
