@@ -13,6 +13,7 @@ from redis.asyncio import Redis
 from sessionward.config import Settings
 from sessionward.context import Context
 from sessionward.errors import AppError
+from sessionward.metrics import BROADCAST_LAG
 from sessionward.ratelimit import RateLimits
 from sessionward.tokens.broadcast import CHANNEL, RevocationBus
 from sessionward.tokens.revocation import RevocationCache, SessionState
@@ -52,8 +53,15 @@ async def test_a_revoked_session_reaches_the_other_process_at_once(
 ) -> None:
     here, there = buses
     remote = cached(there, "s1")
+    heard = _lags()
     here.revoke_sessions(["s1"])
     await eventually(lambda: remote.revoked)
+    assert _lags() == heard + 1  # the lag from publication to application, observed where it was applied
+
+
+def _lags() -> float:
+    [family] = [f for f in BROADCAST_LAG.collect() if f.name == "sessionward_revocation_broadcast_lag_seconds"]
+    return next(s.value for s in family.samples if s.name.endswith("_count"))
 
 
 async def test_a_blacklisted_token_reaches_the_other_process_at_once(

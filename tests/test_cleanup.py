@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 import jwt
 import pytest
+from prometheus_client import REGISTRY
 from sqlalchemy import Table, func, select
 
 from sessionward.app import create_app
@@ -171,8 +172,10 @@ class TestIdleSessions:
             assert rotated.status_code == 200, rotated.text
             busy.refresh = rotated.json()["data"]["refresh"]["token"]
         # idle was last active 25 h 34 min ago: dead for 24 h 34 min, longer than the 1 day retention.
+        removed = _cleaned("sessions")
         counts = await cleanup(ctx)
         assert counts["sessions"] == 1
+        assert _cleaned("sessions") == removed + 1  # /metrics: cleanup rows
         assert await session_ids(ctx) == {busy.session_id}
         assert await token_hashes(ctx, idle.session_id) == set()  # its live (unexpired) token went with it
         assert hash_token(busy.refresh) in await token_hashes(ctx, busy.session_id)
@@ -404,3 +407,7 @@ class TestSchedule:
         assert runs[1] == expected(audit_events=1)
         assert 0 <= fake.delays[0] <= 60
         assert 59 <= fake.delays[1] - fake.delays[0] <= 61  # the next minute, not the same one again
+
+
+def _cleaned(table: str) -> float:
+    return REGISTRY.get_sample_value("sessionward_cleanup_rows_total", {"table": table}) or 0.0

@@ -22,6 +22,7 @@ import pytest
 
 from tests.conftest import API, FIREFOX_LINUX, PASSWORD
 from tests.live import LiveServer, RedisServer
+from tests.test_ops import requests_total
 
 pytestmark = pytest.mark.live
 
@@ -348,3 +349,41 @@ async def test_redis_shares_limits_and_when_down_the_service_works_fails_closed_
         report(backend, "recovered", refusal, f" after_restart_s={since:.1f} trials={trials}")
         # And the limits are shared again.
         await shared_limit_holds(on_a, on_b, "shared-again")
+
+
+# ---------------------------------------------------------------- metrics of the whole server
+
+
+async def test_metrics_of_two_workers_count_every_request_whichever_worker_is_scraped(
+    start_servers: StartServers,
+) -> None:
+    """20 rounds: requests spread over both workers, then scrapes (several at once, so both workers answer them);
+    each scrape's counter is the number of requests sent so far, never less than the one before."""
+    (server,) = start_servers(1, workers=2, env=NO_LIMITS)
+    served: set[str] = set()
+    scraped_by: set[str] = set()
+    sent = 0
+    last = 0.0
+
+    async def fresh(path: str) -> httpx.Response:
+        async with client_of(server) as client:
+            response = await client.get(path)
+            assert response.status_code == 200, response.text
+            return response
+
+    for _ in range(20):
+        answers = await asyncio.gather(*(fresh("/healthz") for _ in range(8)))
+        sent += len(answers)
+        served |= {worker_of(response) for response in answers}
+        for _ in range(20):  # a request is counted just after its answer went: give the other worker a moment
+            scrapes = await asyncio.gather(*(fresh("/metrics") for _ in range(3)))
+            counts = [requests_total(s.text, method="GET", route="/healthz", status="200") for s in scrapes]
+            assert all(count >= last for count in counts), (counts, last)
+            last = max(counts)
+            scraped_by |= {worker_of(response) for response in scrapes}
+            if counts == [sent] * len(counts):
+                break
+            await asyncio.sleep(0.05)
+        assert counts == [sent] * len(counts)
+    assert len(served) == 2, "one worker served every request"
+    assert len(scraped_by) == 2, "one worker answered every scrape"

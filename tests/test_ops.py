@@ -25,11 +25,12 @@ from sessionward.audit.tables import audit_events
 from sessionward.clock import FrozenClock
 from sessionward.config import ConfigError, load_settings
 from sessionward.context import Context
+from sessionward.jobs.cleanup import cleanup
 from sessionward.sessions.tables import sessions
 from sessionward.tokens.opaque import hash_token
 from sessionward.tokens.tables import refresh_tokens, token_blacklist
 from sessionward.users.tables import users as users_table
-from tests.conftest import API, FIREFOX_LINUX, PASSWORD, TEST_ENV, Users, refresh
+from tests.conftest import API, FIREFOX_LINUX, PASSWORD, TEST_ENV, Users, refresh, refresh_status
 from tests.postgres import postgres_table_locks
 
 TABLES = {
@@ -163,6 +164,77 @@ async def test_metrics_is_prometheus_text_and_counts_requests(client: httpx.Asyn
     assert requests_total(after, **healthz) - requests_total(before, **healthz) == 3
     me = {"method": "GET", "route": f"{API}/me", "status": "401"}
     assert requests_total(after, **me) - requests_total(before, **me) == 1
+
+
+def sample(text: str, name: str, **labels: str) -> float:
+    """A sample's value in a scrape (``name`` as written, e.g. ``sessionward_refreshes_total``); 0 if absent."""
+    for family in text_string_to_metric_families(text):
+        for found in family.samples:
+            if found.name == name and all(found.labels.get(k) == v for k, v in labels.items()):
+                return float(found.value)
+    return 0.0
+
+
+async def test_metrics_count_refresh_outcomes_sign_ins_and_revocations_by_reason(
+    client: httpx.AsyncClient, users: Users
+) -> None:
+    before = (await client.get("/metrics")).text
+    login = await users.signed_in()
+    first = login.refresh
+    assert await refresh_status(client, login) == 200  # rotated
+    assert (await refresh(client, first, login.session_id)).status_code == 200  # the parent again, in grace: grace
+    assert (await refresh(client, "x" * 43, login.session_id)).status_code == 401  # refused
+    wrong = await client.post(f"{API}/login", json={"email": login.email, "password": PASSWORD + "!"})
+    assert wrong.status_code == 401
+    other = await users.signed_in()
+    assert (await client.post(f"{API}/logout", json={}, headers=other.auth)).status_code == 200
+    after = (await client.get("/metrics")).text
+
+    def grew(name: str, **labels: str) -> float:
+        return sample(after, name, **labels) - sample(before, name, **labels)
+
+    assert grew("sessionward_refreshes_total", outcome="rotated") == 1
+    assert grew("sessionward_refreshes_total", outcome="grace") == 1
+    assert grew("sessionward_refreshes_total", outcome="refused") == 1
+    assert grew("sessionward_logins_total", outcome="succeeded") == 2
+    assert grew("sessionward_logins_total", outcome="failed") == 1
+    assert grew("sessionward_sessions_revoked_total", reason="logout") == 1
+    for reason in ("revoked", "evicted", "reused", "password_changed", "password_reset", "admin"):
+        assert f'sessionward_sessions_revoked_total{{reason="{reason}"}}' in after
+    assert sample(after, "sessionward_db_connections_in_use") == 0
+    assert sample(after, "sessionward_outbox_pending", kind="webhook") == 0
+    assert 'sessionward_outbox_oldest_age_seconds{kind="mail"}' in after
+
+
+async def test_a_reused_refresh_token_is_counted_as_reused(client: httpx.AsyncClient, users: Users) -> None:
+    before = (await client.get("/metrics")).text
+    login = await users.signed_in()
+    first = login.refresh
+    assert await refresh_status(client, login) == 200
+    assert await refresh_status(client, login) == 200  # the first token's successor is retired too: no grace left
+    assert (await refresh(client, first, login.session_id)).status_code == 401
+    after = (await client.get("/metrics")).text
+    reused = sample(after, "sessionward_refreshes_total", outcome="reused")
+    assert reused - sample(before, "sessionward_refreshes_total", outcome="reused") == 1
+    ended = sample(after, "sessionward_sessions_revoked_total", reason="reused")
+    assert ended - sample(before, "sessionward_sessions_revoked_total", reason="reused") == 1
+
+
+async def test_every_metric_the_grafana_dashboard_queries_is_in_a_scrape(
+    client: httpx.AsyncClient, ctx: Context
+) -> None:
+    dashboard = orjson.loads((Path(__file__).parent.parent / "docs" / "grafana-dashboard.json").read_bytes())
+    queried = {
+        name
+        for panel in dashboard["panels"]
+        for target in panel["targets"]
+        for name in re.findall(r"sessionward_[a-z_]+", target["expr"])
+    }
+    assert (await client.get("/healthz")).status_code == 200
+    await cleanup(ctx)  # its counters have a label per table, made on its first run
+    scraped = {s.name for f in text_string_to_metric_families((await client.get("/metrics")).text) for s in f.samples}
+    assert len(queried) >= 10
+    assert queried <= scraped, queried - scraped
 
 
 async def test_metrics_labels_use_route_templates_not_raw_paths(client: httpx.AsyncClient, users: Users) -> None:

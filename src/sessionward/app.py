@@ -18,12 +18,12 @@ from fastapi import FastAPI, Request
 from fastapi.dependencies.models import Dependant
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
-from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
+from prometheus_client import Counter, Histogram
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Match
 
-from sessionward import deps, logs
+from sessionward import deps, logs, metrics
 from sessionward.admin.routes import router as admin_router
 from sessionward.apps.routes import router as apps_router
 from sessionward.audit.routes import router as audit_router
@@ -34,6 +34,7 @@ from sessionward.http import JSON, failure, server_error
 from sessionward.jobs.scheduler import run_schedule
 from sessionward.mail.routes import router as mail_router
 from sessionward.mfa.routes import router as mfa_router
+from sessionward.outbox import store as outbox_store
 from sessionward.passkeys.routes import router as passkeys_router
 from sessionward.schemas import NO_CONTROL, NO_NUL
 from sessionward.sessions.routes import router as sessions_router
@@ -54,22 +55,13 @@ MAX_BODY = 64 * 1024
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 _FORM_PATHS = {"/api/v1/auth/revoke", "/api/v1/auth/introspect"}
 
-REQUESTS = Counter("sessionward_http_requests_total", "HTTP requests", ["method", "route", "status"])
-LATENCY = Histogram(
-    "sessionward_http_request_duration_seconds",
-    "HTTP request latency",
-    ["route"],
-    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
-)
-
-
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})  # the others' bodies are never read
 
 
 @functools.lru_cache(maxsize=1024)  # (the server parses only known methods; routes and statuses are few)
 def _metrics(method: str, route: str, status: int) -> tuple[Counter, Histogram]:
     """A request's counter and histogram: ``labels()`` takes a lock and builds its key on every call."""
-    return REQUESTS.labels(method, route, str(status)), LATENCY.labels(route)
+    return metrics.REQUESTS.labels(method, route, str(status)), metrics.LATENCY.labels(route)
 
 
 _ids = itertools.count(1)
@@ -374,8 +366,11 @@ def _operational_routes(app: FastAPI, ctx: Context) -> None:
         )
 
     @app.get("/metrics", tags=["operations"], response_class=Response)
-    async def metrics() -> Response:
-        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+    async def scrape() -> Response:
+        async with ctx.db.read() as conn:
+            pending = await outbox_store.pending(conn)
+        families = metrics.outbox_families(pending, ctx.clock.now())
+        return Response(metrics.render(families), media_type=metrics.CONTENT_TYPE)
 
 
 def factory(settings: Settings | None = None) -> ASGIApp:

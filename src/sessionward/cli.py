@@ -65,7 +65,7 @@ def serve(
     import uvicorn
     from sqlalchemy.exc import SQLAlchemyError
 
-    from sessionward import logs, serving
+    from sessionward import logs, metrics, serving
     from sessionward.migrations import upgrade_sync
 
     settings = _settings()
@@ -80,7 +80,7 @@ def serve(
         _fail(_database_error(exc))
     base = f"http://{host}:{port}"
     typer.echo(f"sessionward on {base}  API {base}/api/v1/auth  docs {base}/docs  health {base}/healthz")
-    with serving.loop_and_protocol(workers) as (loop, http):
+    with serving.loop_and_protocol(workers) as (loop, http), metrics.shared_folder(workers):
         uvicorn.run(
             "sessionward.app:factory",
             factory=True,

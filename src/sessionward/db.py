@@ -16,7 +16,7 @@ from sqlalchemy.engine import Dialect, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.types import TypeDecorator
 
-from sessionward import sqlite
+from sessionward import metrics, sqlite
 from sessionward.errors import AppError, unavailable
 
 Record: TypeAlias = Any
@@ -124,10 +124,12 @@ class Lender:
     @asynccontextmanager
     async def connection(self) -> AsyncIterator[AsyncConnection]:
         if self._slots.locked():  # as the pool does: waiting longer than the timeout is a fault (TimeoutError)
+            metrics.DB_WAITS.inc()
             async with asyncio.timeout(self._timeout):
                 await self._slots.acquire()
         else:
             await self._slots.acquire()
+        metrics.DB_IN_USE.inc()
         try:
             conn = self._idle.pop() if self._idle else await self._engine.connect()
             try:
@@ -144,6 +146,7 @@ class Lender:
                 raise
             self._idle.append(conn)
         finally:
+            metrics.DB_IN_USE.dec()
             self._slots.release()
 
     async def close(self) -> None:

@@ -16,6 +16,7 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, Table, delete, or_, select, text, update
 
+from sessionward import metrics
 from sessionward.audit.tables import audit_events
 from sessionward.context import Context
 from sessionward.mail.tables import mail_tokens
@@ -139,5 +140,7 @@ async def _run(ctx: Context, progress: Progress) -> dict[str, int]:
         lambda where: update(refresh_tokens).where(where).values(successor_sealed=None),
         progress,
     )
+    for name, count in counts.items():
+        metrics.CLEANUP_ROWS.labels(name).inc(count)
     log.info("cleanup finished", extra={"deleted": counts})
     return counts

@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from sessionward import metrics
 from sessionward.audit.service import EventType, record
 from sessionward.clock import iso
 from sessionward.context import Context
@@ -234,6 +235,7 @@ async def pass_challenge(
                 raise _WrongCode
             user = await users.find(tx.conn, user_id=row.user_id)
     except _WrongCode:
+        metrics.LOGIN["mfa_failed"].inc()
         async with ctx.db.transaction() as tx:
             await store.count_failure(tx.conn, token_hash=token_hash, burn_at=MAX_FAILURES)
             details = {"factor": _factor_given(totp, passkey), "stage": "login"}

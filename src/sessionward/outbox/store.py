@@ -95,7 +95,11 @@ async def release(conn: AsyncConnection, *, row_ids: Sequence[int], owner: str) 
     await conn.execute(stmt)
 
 
-async def pending(conn: AsyncConnection) -> Record:
+async def pending(conn: AsyncConnection) -> dict[str, tuple[int, datetime | None]]:
     """How many rows wait, per kind, and since when (for /metrics and tests)."""
-    stmt = select(func.count(), func.min(outbox.c.created_at)).where(outbox.c.done_at.is_(None))
-    return (await conn.execute(stmt)).one()
+    stmt = (
+        select(outbox.c.kind, func.count(), func.min(outbox.c.created_at))
+        .where(outbox.c.done_at.is_(None))
+        .group_by(outbox.c.kind)
+    )
+    return {kind: (count, oldest) for kind, count, oldest in (await conn.execute(stmt)).all()}

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from sessionward import metrics
 from sessionward.audit.service import EventType, record
 from sessionward.clock import iso
 from sessionward.context import Context
@@ -43,6 +44,7 @@ async def login(ctx: Context, *, email: str, password: str, device: Device) -> L
     user = await users.authenticate(ctx, email=email, password=password)
     second_stage = await mfa.challenge_for(ctx, user, device=device)
     if second_stage is not None:
+        metrics.LOGIN["mfa_required"].inc()
         return second_stage
     strength = authenticated((mfa.PWD,), at=ctx.clock.now())
     return await open_session(ctx, user, device=device, event=EventType.LOGIN_SUCCEEDED, strength=strength)
@@ -137,6 +139,7 @@ async def open_session(
             evicted = await tokens.end_sessions(ctx, tx, user_id=user.id, only=over, reason="evicted", now=now)
             for evicted_id in evicted:
                 await record(tx.conn, user_id=user.id, type=EventType.SESSION_EVICTED, now=now, session_id=evicted_id)
+    metrics.LOGIN["succeeded"].inc()
     session = {"id": session_id, "expires_at": iso(expires_at), "device_info": device_info}
     return LoginResult(users.public(user), pair, session)
 

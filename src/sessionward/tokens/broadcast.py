@@ -11,12 +11,14 @@ import asyncio
 import contextlib
 import logging
 import secrets
+import time
 from typing import Any
 
 import orjson
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from sessionward import metrics
 from sessionward.tokens.revocation import RevocationCache
 
 log = logging.getLogger(__name__)
@@ -49,7 +51,8 @@ class RevocationBus:
 
     def publish(self, message: dict[str, Any]) -> None:
         """Fire and forget: a lost message costs at most the cache TTL in the other processes."""
-        task = asyncio.get_running_loop().create_task(self._publish({**message, "origin": self._origin}))
+        sent = {**message, "origin": self._origin, "sent_at": time.time()}
+        task = asyncio.get_running_loop().create_task(self._publish(sent))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -82,6 +85,9 @@ class RevocationBus:
             return
         if not isinstance(message, dict) or message.get("origin") == self._origin:
             return
+        sent_at = message.get("sent_at")
+        if isinstance(sent_at, float):
+            metrics.BROADCAST_LAG.observe(max(0.0, time.time() - sent_at))
         sessions = message.get("sessions")
         if isinstance(sessions, list):
             self._cache.revoke_sessions([s for s in sessions if isinstance(s, str)], remote=True)

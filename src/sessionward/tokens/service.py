@@ -9,6 +9,7 @@ from typing import Any
 import jwt as pyjwt
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from sessionward import metrics
 from sessionward.audit.service import EventType, record
 from sessionward.clock import iso
 from sessionward.config import IpValidation
@@ -124,6 +125,7 @@ class _Granted:
     refresh: str
     refresh_expires_in: int
     strength: Strength  # the session's, carried into the access token: a refresh is not a new authentication
+    outcome: str = "rotated"  # or "grace": the successor already handed out, handed out again
 
 
 async def refresh(ctx: Context, *, presented: str, session_id: str, device: Device) -> TokenPair:
@@ -140,6 +142,7 @@ async def refresh(ctx: Context, *, presented: str, session_id: str, device: Devi
         granted = await _refresh_in_transaction(
             ctx, presented=presented, successor=successor, session_id=session_id, device=device, now=now
         )
+    metrics.REFRESH[granted.outcome].inc()
     access = ctx.access.issue(user_id=granted.user_id, session_id=session_id, strength=granted.strength, now=now)
     return TokenPair(access, granted.refresh, granted.refresh_expires_in)
 
@@ -179,6 +182,7 @@ async def _refresh_in_transaction(
                 ctx, tx, presented=presented, successor=successor, session_id=session_id, device=device, now=now
             )
     except _Refused as refused:
+        metrics.REFRESH["refused"].inc()
         if refused.event is not None:
             async with ctx.db.transaction() as tx:
                 await record(
@@ -192,6 +196,7 @@ async def _refresh_in_transaction(
                 )
         raise invalid_token() from None
     if isinstance(outcome, _Reused):
+        metrics.REFRESH["reused"].inc()
         raise invalid_token()
     return outcome
 
@@ -247,7 +252,9 @@ async def _refresh(
     handed_out = unseal(presented, row.successor_sealed)
     if handed_out is None or hash_token(handed_out) != row.child_hash:
         raise _Refused()
-    return _Granted(session.user_id, handed_out, _seconds(row.child_expires_at, now), stored_strength(session))
+    return _Granted(
+        session.user_id, handed_out, _seconds(row.child_expires_at, now), stored_strength(session), outcome="grace"
+    )
 
 
 async def _alert_signed_out(ctx: Context, tx: Transaction, session: Record, *, user_id: int, now: datetime) -> None:
@@ -362,6 +369,7 @@ async def end_sessions(
     ended = await sessions_store.revoke(tx.conn, user_id=user_id, now=now, reason=reason, only=only, keep=keep)
     await store.revoke_for_sessions(tx.conn, ended, now=now)
     tx.after_commit.append(lambda: ctx.cache.revoke_sessions(ended))
+    tx.after_commit.append(lambda: metrics.REVOKED[metrics.REASONS[reason]].inc(len(ended)))
     return ended
 
 

@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from sessionward import metrics
 from sessionward.audit.service import EventType, record
 from sessionward.clock import iso
 from sessionward.context import Context
@@ -83,6 +84,7 @@ async def authenticate(ctx: Context, *, email: str, password: str) -> Record:
         row = await store.by_email(conn, email.strip().lower())
     matches = await ctx.passwords.verify(row.password_hash if row else None, password)
     if row is None or not matches:
+        metrics.LOGIN["failed"].inc()
         if row is not None:
             async with ctx.db.transaction() as tx:
                 await record(tx.conn, user_id=row.id, type=EventType.LOGIN_FAILED, now=ctx.clock.now())
