@@ -24,7 +24,6 @@ from sessionward.migrations import upgrade_sync
 
 if TYPE_CHECKING:
     from tests.live import RedisServer
-    from tests.receiver import Receiver
 
 FIREFOX_LINUX = "Mozilla/5.0 (X11; Ubuntu; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.0"
 CHROME_WINDOWS = (
@@ -54,19 +53,7 @@ def _clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 
 
 POSTGRES_ADMIN_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
-TABLES = ", ".join(
-    [
-        "webhook_endpoints",
-        "service_keys",
-        "outbox",
-        "mail_tokens",
-        "audit_events",
-        "token_blacklist",
-        "refresh_tokens",
-        "sessions",
-        "users",
-    ]
-)
+TABLES = "service_keys, outbox, mail_tokens, audit_events, token_blacklist, refresh_tokens, sessions, users"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -322,12 +309,3 @@ def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
     server.start()
     yield server
     server.stop()
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    """A webhook receiver (tests/receiver.py) on a free port."""
-    from tests.receiver import receiving
-
-    with receiving() as listening:
-        yield listening

@@ -344,14 +344,7 @@ async def test_path_tricks_as_the_logout_session_id_end_nothing(
 async def protected_operations(client: httpx.AsyncClient) -> list[tuple[str, str]]:
     """Every operation of the OpenAPI schema that declares a security requirement, with its path filled in."""
     document = (await client.get("/openapi.json")).json()
-    fill = {
-        "session_id": "c" * 64,
-        "user_id": "1",
-        "userId": "1",
-        "sessionId": "c" * 64,
-        "passkey_id": "1",
-        "webhook_id": "1",
-    }
+    fill = {"session_id": "c" * 64, "user_id": "1", "userId": "1", "sessionId": "c" * 64, "passkey_id": "1"}
     found = []
     for path, item in document["paths"].items():
         for method, operation in item.items():
@@ -376,7 +369,7 @@ async def test_the_schema_marks_exactly_the_routes_that_need_a_token(client: htt
     document = (await client.get("/openapi.json")).json()
     for path, item in document["paths"].items():
         for method in item:
-            target = (method.upper(), path.format(session_id="c" * 64, user_id="1", passkey_id="1", webhook_id="1"))
+            target = (method.upper(), path.format(session_id="c" * 64, user_id="1", passkey_id="1"))
             if target[1].endswith("/refresh") or target[1].endswith("/revoke"):
                 continue  # they take a refresh token (body or form), never an access token
             response = await call(client, *target, None)

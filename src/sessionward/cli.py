@@ -28,12 +28,10 @@ app = typer.Typer(help="sessionward: refresh-token and session service.", no_arg
 users_app = typer.Typer(help="Manage user accounts.", no_args_is_help=True)
 keys_app = typer.Typer(help="Manage signing keys.", no_args_is_help=True)
 mail_app = typer.Typer(help="Account email.", no_args_is_help=True)
-webhooks_app = typer.Typer(help="Webhook endpoints (Standard Webhooks; the secret shown once).", no_args_is_help=True)
 service_keys_app = typer.Typer(help="Keys of an app's own backend (scoped; shown once).", no_args_is_help=True)
 app.add_typer(users_app, name="users")
 app.add_typer(keys_app, name="keys")
 app.add_typer(mail_app, name="mail")
-app.add_typer(webhooks_app, name="webhooks")
 app.add_typer(service_keys_app, name="service-keys")
 
 
@@ -341,58 +339,6 @@ def mail_test(to: Annotated[str, typer.Option("--to", help="The address to send 
     except (Refused, Unreachable) as exc:
         _fail(f"not sent via {transport.description}: {exc}")
     typer.echo(f"sent to {address} via {transport.description}: {reply}")
-
-
-@webhooks_app.command("add")
-def webhooks_add(
-    url: Annotated[str, typer.Argument(help="Where events are posted (http or https).")],
-    events: Annotated[str, typer.Option(help="Comma-separated, e.g. session.revoked,refresh_token.reused.")],
-) -> None:
-    """Add an endpoint; its signing secret is printed once and stored sealed."""
-    from sessionward.webhooks import service as webhooks
-
-    wanted = [event.strip() for event in events.split(",") if event.strip()]
-    made: tuple[str, dict[str, Any]] = _in_context(_settings(), lambda ctx: webhooks.add(ctx, url=url, events=wanted))
-    secret, endpoint = made
-    typer.echo(f"added webhook {endpoint['id']} ({endpoint['url']}): {' '.join(endpoint['events'])}", err=True)
-    typer.echo("its signing secret is shown this once:", err=True)
-    typer.echo(secret)
-
-
-@webhooks_app.command("list")
-def webhooks_list() -> None:
-    """Every endpoint: id, URL, events, state (active, failing since, disabled) and the last error."""
-    from sessionward.webhooks import service as webhooks
-
-    listed: list[dict[str, Any]] = _in_context(_settings(), webhooks.listed)
-    for endpoint in listed:
-        state = endpoint["state"]
-        if endpoint["disabled_at"]:
-            state = f"disabled {endpoint['disabled_at']}"
-        elif endpoint["failing_since"]:
-            state = f"failing since {endpoint['failing_since']}"
-        error = f"\t{endpoint['last_error']}" if endpoint["last_error"] else ""
-        typer.echo(f"{endpoint['id']}\t{endpoint['url']}\t{' '.join(endpoint['events'])}\t{state}{error}")
-
-
-@webhooks_app.command("remove")
-def webhooks_remove(endpoint_id: Annotated[int, typer.Argument(metavar="ID", help="The endpoint's id.")]) -> None:
-    """Remove an endpoint; its undelivered events are dropped."""
-    from sessionward.webhooks import service as webhooks
-
-    _in_context(_settings(), lambda ctx: webhooks.remove(ctx, endpoint_id))
-    typer.echo(f"removed webhook {endpoint_id}")
-
-
-@webhooks_app.command("test")
-def webhooks_test(endpoint_id: Annotated[int, typer.Argument(metavar="ID", help="The endpoint's id.")]) -> None:
-    """Post a signed webhook.test event to the endpoint now and say what it answered."""
-    from sessionward.webhooks.delivery import send_test
-
-    error: str | None = _in_context(_settings(), lambda ctx: send_test(ctx, endpoint_id))
-    if error is not None:
-        _fail(f"webhook {endpoint_id} did not take the test event: {error}")
-    typer.echo(f"webhook {endpoint_id} took the test event")
 
 
 def _thread_error(args: threading.ExceptHookArgs) -> None:

@@ -62,11 +62,8 @@ class Context:
         )
         from sessionward.mail.delivery import MailDelivery  # it needs the context: imported once that exists
         from sessionward.mail.outgoing import KIND
-        from sessionward.webhooks import service as webhooks
-        from sessionward.webhooks.delivery import WebhookDelivery
 
         ctx.outbox.handlers[KIND] = MailDelivery(ctx)
-        ctx.outbox.handlers[webhooks.KIND] = WebhookDelivery(ctx)
         return ctx
 
     def start(self) -> None:

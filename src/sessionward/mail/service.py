@@ -25,8 +25,6 @@ from sessionward.tokens import service as tokens
 from sessionward.tokens.opaque import hash_token
 from sessionward.tokens.service import Principal
 from sessionward.users import service as users
-from sessionward.webhooks import service as webhooks
-from sessionward.webhooks.service import Event
 
 ON_ITS_WAY = "If the address belongs to an account that needs it, a mail is on its way"
 TAKEN = "An account with this email already exists"
@@ -97,7 +95,6 @@ async def reset_password(ctx: Context, *, token: str, new_password: str, device:
             device=device,
             details={"sessions_revoked": len(ended)},
         )
-        await webhooks.emit(ctx, tx, Event.PASSWORD_CHANGED, user_id=user.id, now=now, how="reset")
         await password_notice(ctx, tx, user_id=user.id, how="reset", device=device)
 
 

@@ -24,8 +24,6 @@ from sessionward.tokens.jwt import Aal, Strength, authenticated
 from sessionward.tokens.opaque import hash_token
 from sessionward.tokens.service import Principal
 from sessionward.users import service as users
-from sessionward.webhooks import service as webhooks
-from sessionward.webhooks.service import Event
 
 
 class Factor(StrEnum):
@@ -142,7 +140,6 @@ async def confirm_totp(ctx: Context, principal: Principal, *, code: str, device:
         await store.replace_recovery_codes(tx.conn, user_id=row.user_id, hashes=hashes, now=now)
         details = {"factor": Factor.TOTP.value}
         await _record(tx.conn, principal, EventType.MFA_ENROLLED, device=device, now=now, details=details)
-        await webhooks.emit(ctx, tx, Event.MFA_CHANGED, user_id=principal.user_id, now=now, change="totp_enabled")
         access = await tokens.strengthen(ctx, tx, principal, methods=(OTP,), now=now)
     return {"recovery_codes": fresh, "access": access.body()}
 
@@ -156,7 +153,6 @@ async def remove_totp(ctx: Context, principal: Principal, *, device: Device) -> 
         await store.delete_recovery_codes(tx.conn, user_id=principal.user_id)
         details = {"factor": Factor.TOTP.value}
         await _record(tx.conn, principal, EventType.MFA_REMOVED, device=device, now=now, details=details)
-        await webhooks.emit(ctx, tx, Event.MFA_CHANGED, user_id=principal.user_id, now=now, change="totp_disabled")
 
 
 async def new_recovery_codes(ctx: Context, principal: Principal, *, device: Device) -> list[str]:
@@ -170,9 +166,6 @@ async def new_recovery_codes(ctx: Context, principal: Principal, *, device: Devi
         hashes = [codes.recovery_hash(text) for text in fresh]
         await store.replace_recovery_codes(tx.conn, user_id=principal.user_id, hashes=hashes, now=now)
         await _record(tx.conn, principal, EventType.RECOVERY_CODES_REGENERATED, device=device, now=now)
-        await webhooks.emit(
-            ctx, tx, Event.MFA_CHANGED, user_id=principal.user_id, now=now, change="recovery_codes_regenerated"
-        )
     return fresh
 
 

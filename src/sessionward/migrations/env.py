@@ -11,8 +11,7 @@ import sessionward.mail.tables
 import sessionward.outbox.tables
 import sessionward.sessions.tables
 import sessionward.tokens.tables
-import sessionward.users.tables
-import sessionward.webhooks.tables  # noqa: F401 - registers the tables on the metadata
+import sessionward.users.tables  # noqa: F401 - registers the tables on the metadata
 from sessionward.db import metadata
 
 

@@ -112,9 +112,7 @@ class Sender:
                     await asyncio.wait_for(self._wake.wait(), self.poll_seconds)
 
     async def deliver_due(self) -> bool:
-        """One round: claim a batch of due rows and deliver them, each kind's at once beside the others' (a slow
-        webhook receiver does not hold up mail). Whether any row was claimed: delivering it may have made the
-        next of its ordering key due, so another round follows at once."""
+        """One round: claim a batch of due rows and deliver them. Whether the batch was full (more may wait)."""
         now = self.clock.now()
         async with self.db.read() as conn:
             if not await store.any_due(conn, now=now):
@@ -124,32 +122,23 @@ class Sender:
             rows = await store.claim(tx.conn, owner=self.owner, now=now, until=until, limit=self.batch)
         settled: set[int] = set()
         done: list[tuple[Record, Result]] = []
-        settling = asyncio.Lock()
-
-        async def deliver(kind: str) -> None:
-            nonlocal done
-            ours = [row for row in rows if row.kind == kind]
-            async for row, result in self.handlers[kind].deliver(ours, lambda: self.clock.now() < until - LEASE_MARGIN):
-                done.append((row, result))
-                settled.add(row.id)
-                if len(done) >= SETTLE_EVERY:
-                    async with settling:
-                        batch, done = done, []
-                        await self._settle(batch)
-
         try:
-            async with asyncio.TaskGroup() as group:
-                for kind in dict.fromkeys(row.kind for row in rows):
-                    group.create_task(deliver(kind))
-        except ExceptionGroup as failed:  # one kind's fault (the database down) ends the round, as before
-            raise failed.exceptions[0] from None
+            for kind in dict.fromkeys(row.kind for row in rows):
+                handler = self.handlers[kind]
+                ours = [row for row in rows if row.kind == kind]
+                async for row, result in handler.deliver(ours, lambda: self.clock.now() < until - LEASE_MARGIN):
+                    done.append((row, result))
+                    settled.add(row.id)
+                    if len(done) >= SETTLE_EVERY:
+                        await self._settle(done)
+                        done = []
         finally:
             left = [row.id for row in rows if row.id not in settled]
-            async with settling, self.db.transaction() as tx:
+            async with self.db.transaction() as tx:
                 await self._settle_in(tx.conn, done)
                 if left:
                     await store.release(tx.conn, row_ids=left, owner=self.owner)
-        return bool(rows)
+        return len(rows) == self.batch
 
     async def _settle(self, done: list[tuple[Record, Result]]) -> None:
         async with self.db.transaction() as tx:

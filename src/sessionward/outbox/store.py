@@ -13,37 +13,18 @@ from sessionward.db import Record
 from sessionward.outbox.tables import outbox
 
 
-async def insert_rows(conn: AsyncConnection, rows: Sequence[dict[str, Any]], *, now: datetime) -> None:
-    """Rows of ``kind``, ``user_id``, ``payload`` and ``ordering_key`` (``None``: no order to keep)."""
-    if rows:
-        await conn.execute(insert(outbox), [{**row, "created_at": now, "due_at": now, "attempts": 0} for row in rows])
-
-
 async def insert_row(
     conn: AsyncConnection, *, kind: str, user_id: int | None, payload: dict[str, Any], now: datetime
 ) -> None:
-    await insert_rows(conn, [{"kind": kind, "user_id": user_id, "payload": payload, "ordering_key": None}], now=now)
-
-
-_earlier = outbox.alias("earlier")
+    stmt = insert(outbox).values(kind=kind, user_id=user_id, payload=payload, created_at=now, due_at=now, attempts=0)
+    await conn.execute(stmt)
 
 
 def _claimable(now: datetime) -> Any:
-    """Due, not leased, and the first of its ordering key still to deliver."""
-    waiting = (
-        select(_earlier.c.id)
-        .where(
-            _earlier.c.ordering_key == outbox.c.ordering_key,
-            _earlier.c.id < outbox.c.id,
-            _earlier.c.done_at.is_(None),
-        )
-        .exists()
-    )
     return and_(
         outbox.c.done_at.is_(None),
         outbox.c.due_at <= now,
         or_(outbox.c.leased_until.is_(None), outbox.c.leased_until < now),
-        ~waiting,
     )
 
 

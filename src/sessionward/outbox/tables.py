@@ -4,9 +4,8 @@ from sqlalchemy import JSON, Column, Index, Integer, String, Table
 
 from sessionward.db import UTCDateTime, metadata
 
-# Everything delivered later (mail, webhooks): a row is written in the transaction of the change that causes it,
-# and a sender in each process delivers it under a lease. Rows of one ``ordering_key`` (a webhook endpoint and a
-# user) are delivered one after the other, in the order written.
+# Everything delivered later (mail now; webhooks share it): a row is written in the transaction of the change
+# that causes it, and a sender in each process delivers it under a lease.
 outbox = Table(
     "outbox",
     metadata,
@@ -15,7 +14,6 @@ outbox = Table(
     # No foreign key: what tells of an erased account must outlive it.
     Column("user_id", Integer, nullable=True),
     Column("payload", JSON, nullable=False),
-    Column("ordering_key", String(64), nullable=True),
     Column("created_at", UTCDateTime, nullable=False),
     Column("due_at", UTCDateTime, nullable=False),
     Column("attempts", Integer, nullable=False, server_default="0"),
@@ -29,11 +27,3 @@ outbox = Table(
 # What a sender looks for: the rows still to deliver, by when they are due.
 _pending = outbox.c.done_at.is_(None)
 Index("ix_outbox_pending_due_at", outbox.c.due_at, sqlite_where=_pending, postgresql_where=_pending)
-# Whether an earlier row of the same key still waits.
-Index(
-    "ix_outbox_pending_ordering_key",
-    outbox.c.ordering_key,
-    outbox.c.id,
-    sqlite_where=_pending,
-    postgresql_where=_pending,
-)

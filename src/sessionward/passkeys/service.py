@@ -44,8 +44,6 @@ from sessionward.passkeys import store
 from sessionward.sessions.devices import Device
 from sessionward.tokens.service import Principal
 from sessionward.users import service as users
-from sessionward.webhooks import service as webhooks
-from sessionward.webhooks.service import Event
 
 
 class Purpose(StrEnum):
@@ -211,7 +209,6 @@ async def register(
                 device=device,
                 details=details,
             )
-            await webhooks.emit(ctx, tx, Event.MFA_CHANGED, user_id=principal.user_id, now=now, change="passkey_added")
     except sa_exc.IntegrityError as exc:
         raise AppError(ErrorCode.CONFLICT, "This passkey is registered already") from exc
     return listed(row)
@@ -248,7 +245,6 @@ async def remove(ctx: Context, principal: Principal, *, passkey_id: int, device:
             device=device,
             details={"passkey_id": passkey_id},
         )
-        await webhooks.emit(ctx, tx, Event.MFA_CHANGED, user_id=principal.user_id, now=now, change="passkey_removed")
 
 
 # ---------------------------------------------------------------- assertions

@@ -23,8 +23,6 @@ from sessionward.tokens.jwt import Strength, authenticated
 from sessionward.tokens.opaque import new_session_id
 from sessionward.tokens.service import Principal, TokenPair
 from sessionward.users import service as users
-from sessionward.webhooks import service as webhooks
-from sessionward.webhooks.service import Event
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,17 +126,6 @@ async def open_session(
         )
         await record(
             tx.conn, user_id=user.id, type=event, now=now, session_id=session_id, device=device, details=details
-        )
-        await webhooks.emit(
-            ctx,
-            tx,
-            Event.SESSION_CREATED,
-            user_id=user.id,
-            now=now,
-            session_id=session_id,
-            device_info=device_info,
-            aal=strength.aal.value,
-            amr=list(strength.amr),
         )
         over = await store.over_cap(
             tx.conn,
@@ -287,7 +274,6 @@ async def change_password(ctx: Context, principal: Principal, *, current: str, n
             device=device,
             details={"sessions_revoked": len(ended)},
         )
-        await webhooks.emit(ctx, tx, Event.PASSWORD_CHANGED, user_id=principal.user_id, now=now, how="change")
         await mail.password_notice(ctx, tx, user_id=principal.user_id, how="change", device=device)
 
 
@@ -298,7 +284,6 @@ async def delete_account(ctx: Context, principal: Principal, *, password: str) -
     now = ctx.clock.now()
     async with ctx.db.transaction() as tx:
         await tokens.end_sessions(ctx, tx, user_id=principal.user_id, reason="account_deleted", now=now)
-        await webhooks.emit(ctx, tx, Event.USER_DELETED, user_id=principal.user_id, now=now)
         await users.delete(tx.conn, user_id=principal.user_id)
 
 

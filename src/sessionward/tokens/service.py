@@ -23,8 +23,6 @@ from sessionward.tokens import store
 from sessionward.tokens.jwt import UNKNOWN_STRENGTH, Aal, IssuedAccess, Strength, authenticated
 from sessionward.tokens.opaque import hash_token, new_refresh_token, seal, unseal
 from sessionward.tokens.revocation import SessionState
-from sessionward.webhooks import service as webhooks
-from sessionward.webhooks.service import Event
 
 
 @dataclass(frozen=True, slots=True)
@@ -237,7 +235,6 @@ async def _refresh(
     if row is None or verdict == "invalid":
         raise _Refused()
     if verdict == "reuse":
-        await webhooks.emit(ctx, tx, Event.REFRESH_TOKEN_REUSED, user_id=row.user_id, now=now, session_id=session_id)
         await end_sessions(ctx, tx, user_id=row.user_id, only=[session_id], reason="refresh_token_reused", now=now)
         await record(
             conn,
@@ -372,10 +369,7 @@ async def end_sessions(
     ended = await sessions_store.revoke(tx.conn, user_id=user_id, now=now, reason=reason, only=only, keep=keep)
     await store.revoke_for_sessions(tx.conn, ended, now=now)
     tx.after_commit.append(lambda: ctx.cache.revoke_sessions(ended))
-    public = metrics.REASONS[reason]
-    tx.after_commit.append(lambda: metrics.REVOKED[public].inc(len(ended)))
-    items = [{"session_id": session_id, "reason": public} for session_id in ended]
-    await webhooks.emit_many(ctx, tx, Event.SESSION_REVOKED, user_id=user_id, now=now, items=items)
+    tx.after_commit.append(lambda: metrics.REVOKED[metrics.REASONS[reason]].inc(len(ended)))
     return ended
 
 

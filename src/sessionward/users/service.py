@@ -19,8 +19,6 @@ from sessionward.mail.outgoing import Template, queue
 from sessionward.sessions.devices import Device
 from sessionward.users import store
 from sessionward.users.models import ImportedUser, Role
-from sessionward.webhooks import service as webhooks
-from sessionward.webhooks.service import Event
 
 
 def public(row: Record) -> dict[str, Any]:
@@ -67,7 +65,6 @@ async def create(
                 now=now,
             )
             await record(tx.conn, user_id=row.id, type=EventType.USER_REGISTERED, now=now, device=device)
-            await webhooks.emit(ctx, tx, Event.USER_CREATED, user_id=row.id, now=now, email=email)
             if send_verification and not verified:
                 await queue(ctx, tx, template=Template.VERIFY_EMAIL, to=email, user_id=row.id, now=now)
     except sa_exc.IntegrityError as exc:
