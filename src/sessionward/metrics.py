@@ -54,7 +54,7 @@ CLEANUP_ROWS = Counter("sessionward_cleanup_rows_total", "Rows removed or wiped 
 # Children made once: ``labels()`` takes a lock and builds its key on every call, and a refresh is a hot path.
 REFRESH = {outcome: _REFRESHES.labels(outcome) for outcome in ("rotated", "grace", "reused", "refused")}
 LOGIN = {outcome: _LOGINS.labels(outcome) for outcome in ("succeeded", "failed", "mfa_required", "mfa_failed")}
-# What a session's ending is called outside (here and in webhooks), by the reason its row records.
+# What a session's ending is called outside, by the reason its row records.
 REASONS = {
     "logout": "logout",
     "session_revoked": "revoked",
@@ -69,7 +69,7 @@ REASONS = {
 }
 REVOKED = {reason: _REVOKED.labels(reason) for reason in dict.fromkeys(REASONS.values())}
 
-OUTBOX_KINDS = ("mail", "webhook")
+OUTBOX_KINDS = ("mail",)  # each kind of row the outbox delivers
 
 
 @contextlib.contextmanager
